@@ -1,0 +1,5 @@
+import sys
+
+from gsc.cli import main
+
+sys.exit(main())
