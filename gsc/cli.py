@@ -1,0 +1,242 @@
+"""The `gsc` command line: parse, dispatch, turn failures into exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from gsc import __version__
+from gsc.config import Config, load_config
+from gsc.errors import GscError
+from gsc.ui import Ui
+
+EXIT_USER = 1
+EXIT_USAGE = 2
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; unwinds like Ctrl-C so that cleanup runs."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gsc",
+        description="Run the application of a container image in an SGX enclave"
+        " under Gramine.",
+    )
+    parser.add_argument("--version", action="version", version=f"gsc {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_build(commands)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="configuration file (default: config.yaml in the current directory)",
+    )
+
+
+def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = commands.add_parser(
+        "build",
+        help="make gsc-IMAGE-unsigned from IMAGE",
+        description="Make gsc-IMAGE-unsigned: IMAGE with the Gramine runtime and a"
+        " generated manifest that lists every file the enclave may open.",
+    )
+    build.add_argument("image", metavar="IMAGE", help="the application image")
+    build.add_argument(
+        "manifest",
+        metavar="MANIFEST",
+        nargs="?",
+        type=Path,
+        help="the application's manifest (TOML) to merge into the generated one",
+    )
+    build.add_argument(
+        "-d",
+        "--debug",
+        action="store_true",
+        help="debug enclave, debug Gramine runtime, verbose Gramine log",
+    )
+    build.add_argument(
+        "-b",
+        "--buildtype",
+        choices=("release", "debug", "debugoptimized"),
+        default="release",
+        help="build type of the Gramine runtime",
+    )
+    build.add_argument(
+        "-L",
+        "--linux",
+        action="store_true",
+        help="also allow running in Gramine's direct mode (no SGX)",
+    )
+    build.add_argument(
+        "--insecure-args",
+        action="store_true",
+        help="let 'docker run IMAGE ARGS' arguments into the enclave",
+    )
+    build.add_argument(
+        "-nc",
+        "--no-cache",
+        action="store_true",
+        help="do not use the engine's build cache",
+    )
+    build.add_argument(
+        "--rm",
+        action="store_true",
+        help="remove intermediate images after a successful build",
+    )
+    build.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="build argument for the engine; a bare KEY takes the host's value",
+    )
+    build.add_argument(
+        "--file-only",
+        "--dry-run",
+        type=Path,
+        metavar="DIR",
+        dest="file_only",
+        help="write the Dockerfile, manifest and launcher to DIR; build nothing",
+    )
+    _config_option(build)
+    build.set_defaults(handler=_run_build)
+
+
+def build_args(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`KEY=VALUE` pairs; a bare `KEY` takes the host's value, as docker does."""
+    pairs = []
+    for value in values:
+        key, sep, given = value.partition("=")
+        if not key:
+            raise GscError(f"--build-arg '{value}': the key is empty")
+        if sep:
+            pairs.append((key, given))
+        elif key in os.environ:
+            pairs.append((key, os.environ[key]))
+    return tuple(pairs)
+
+
+def _config(args: argparse.Namespace, ui: Ui) -> Config:
+    given = args.config_file
+    config = load_config(given or Path("config.yaml"), required=given is not None)
+    for warning in config.warnings:
+        ui.warn(warning)
+    return config
+
+
+def _run_build(args: argparse.Namespace, ui: Ui) -> int:
+    from gsc.commands import build
+
+    options = build.BuildOptions(
+        image=args.image,
+        manifest=args.manifest,
+        debug=args.debug,
+        buildtype=args.buildtype,
+        linux=args.linux,
+        insecure_args=args.insecure_args,
+        no_cache=args.no_cache,
+        remove_intermediate=args.rm,
+        build_args=build_args(args.build_arg),
+        file_only=args.file_only,
+    )
+    return build.run(options, _config(args, ui), ui)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated()
+
+
+@contextmanager
+def _signals() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bug_log(error: BaseException) -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    directory = state / "gsc"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = Path(tempfile.gettempdir())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    handle, name = tempfile.mkstemp(
+        prefix=f"gsc-crash-{stamp}-", suffix=".log", dir=directory
+    )
+    with os.fdopen(handle, "w", encoding="utf-8") as log:
+        log.write(f"gsc {__version__}, Python {sys.version.split()[0]}\n")
+        log.write(f"arguments: {_safe_argv(sys.argv)}\n\n")
+        log.write("".join(traceback.format_exception(error)))
+    return Path(name)
+
+
+def _safe_argv(argv: Sequence[str]) -> list[str]:
+    """The arguments with any passphrase given on the command line hidden."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append("***")
+            hide_next = False
+        elif arg in ("-p", "--passphrase"):
+            shown.append(arg)
+            hide_next = True
+        elif arg.startswith("--passphrase="):
+            shown.append("--passphrase=***")
+        else:
+            shown.append(arg)
+    return shown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run gsc with `argv` (default: the process's) and return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    ui = Ui(verbosity=-1 if args.quiet else args.verbose)
+    handler: Callable[[argparse.Namespace, Ui], int] = args.handler
+    try:
+        with _signals():
+            return handler(args, ui)
+    except GscError as error:
+        ui.error(str(error))
+        return EXIT_USER
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Terminated:
+        ui.error("terminated")
+        return 128 + signal.SIGTERM
+    except Exception as error:
+        log = _bug_log(error)
+        ui.error(
+            f"internal error ({error.__class__.__name__}); this is a bug in GSC."
+            f" The details are in {log}"
+        )
+        return EXIT_BUG

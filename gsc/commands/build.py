@@ -1,0 +1,339 @@
+"""`gsc build`: an application image becomes `gsc-IMAGE-unsigned`."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from gsc import __version__
+from gsc.config import Config
+from gsc.distro import distro_name, library_dirs
+from gsc.engine import Engine, connect
+from gsc.entrypoint import docker_command, resolve_command
+from gsc.errors import GscError, ImageError
+from gsc.generate import Generated, generated_manifest, user_trusted_files
+from gsc.gramine import GramineRuntime, read_runtime
+from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
+from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
+from gsc.manifest import validate as validate_manifest
+from gsc.naming import unsigned_name
+from gsc.trust import APP_FILES, Reader, is_excluded, select_trusted
+from gsc.ui import Ui
+from gsc.users import resolve_user
+
+LABEL = "gsc."
+MANIFEST_PATH = f"{APP_FILES}/entrypoint.manifest"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the user asked `gsc build` for."""
+
+    image: str
+    manifest: Path | None
+    debug: bool = False
+    buildtype: str = "release"
+    linux: bool = False
+    insecure_args: bool = False
+    no_cache: bool = False
+    remove_intermediate: bool = False
+    build_args: tuple[tuple[str, str], ...] = ()
+    file_only: Path | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the image build needs, decided on the host before it starts."""
+
+    config: ImageConfig
+    runtime: GramineRuntime
+    manifest_text: str
+    entrypoint: list[str]
+    cmd: list[str]
+    trusted_count: int
+    trusted_size: int
+
+
+def run(options: BuildOptions, config: Config, ui: Ui) -> int:
+    """Build `gsc-IMAGE-unsigned`; print its name on stdout."""
+    user_manifest = load_user_manifest(options.manifest)
+    engine = connect()
+    app_attrs = engine.inspect_image(options.image)
+    app = image_config(options.image, app_attrs)
+    _refuse_gsc_image(app)
+    runtime = _gramine(engine, config, options, ui)
+    plan = _plan(engine, app, app_attrs, runtime, user_manifest, options, ui)
+    with tempfile.TemporaryDirectory(prefix="gsc-build-") as scratch:
+        context = Path(scratch)
+        _write_context(context, plan, options)
+        if options.file_only is not None:
+            _copy_context(context, options.file_only)
+            ui.step(f"Wrote the build context to {options.file_only}")
+            print(options.file_only)
+            return 0
+        name = _build(engine, context, plan, options, ui)
+    print(name)
+    return 0
+
+
+def _refuse_gsc_image(app: ImageConfig) -> None:
+    if LABEL + "version" in app.labels:
+        raise ImageError(
+            f"image '{app.name}' is already a GSC image; build from the original"
+            " application image"
+        )
+
+
+def _gramine(
+    engine: Engine, config: Config, options: BuildOptions, ui: Ui
+) -> GramineRuntime:
+    if not config.gramine_image:
+        raise GscError(
+            "no Gramine image configured: set Gramine.Image in config.yaml to an image"
+            " that holds a compiled Gramine (make one with 'gsc build-gramine NAME')"
+        )
+    attrs = engine.inspect_image(config.gramine_image)
+    ui.step(f"Reading the Gramine runtime from {config.gramine_image}")
+    runtime = read_runtime(engine, config.gramine_image, attrs, lambda n: None)
+    if runtime.is_standin:
+        ui.warn(
+            f"{config.gramine_image} is a stand-in for Gramine made for tests;"
+            " the image built from it does not run in an enclave"
+        )
+    _check_buildtype(runtime, options, ui)
+    if options.linux and not runtime.has_direct:
+        raise ImageError(
+            f"Gramine image '{config.gramine_image}' has no direct mode, so -L/--linux"
+            " cannot be honoured; rebuild it with 'gsc build-gramine -L'"
+        )
+    return runtime
+
+
+def _check_buildtype(runtime: GramineRuntime, options: BuildOptions, ui: Ui) -> None:
+    wanted = (
+        "debug"
+        if options.debug and options.buildtype == "release"
+        else options.buildtype
+    )
+    recorded = runtime.labels.get("gsc.gramine.buildtype")
+    if recorded is None:
+        if wanted != "release":
+            ui.warn(
+                f"Gramine image '{runtime.name}' does not record its build type;"
+                f" GSC cannot check that it is a {wanted} build"
+            )
+        return
+    if recorded != wanted:
+        hint = " (-d asks for a debug Gramine)" if options.debug else ""
+        raise ImageError(
+            f"Gramine image '{runtime.name}' is a {recorded} build, not {wanted}{hint};"
+            f" use a {wanted} Gramine image ('gsc build-gramine -b {wanted}')"
+        )
+
+
+def _plan(
+    engine: Engine,
+    app: ImageConfig,
+    app_attrs: dict[str, Any],
+    runtime: GramineRuntime,
+    user_manifest: Manifest,
+    options: BuildOptions,
+    ui: Ui,
+) -> Plan:
+    allowed = _user_allowed(user_manifest)
+    wanted = _hash_predicate(user_manifest, allowed)
+    ui.step(f"Reading and hashing the files of {app.name}")
+    progress = ui.progress("hashing", int(app_attrs.get("Size") or 0))
+    with engine.export_filesystem(app.id) as stream:
+        app_fs = read_filesystem(stream, wanted, progress.advance)
+    progress.close()
+    for name in app_fs.skipped_names[:5]:
+        ui.warn(f"not trusted: the name {name!r} is not valid UTF-8")
+    final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
+
+    user = resolve_user(app_fs, app.user)
+    command = resolve_command(final_fs, app, docker_command(app))
+    ui.detail(f"the enclave runs {command.program} as {list(command.argv)}")
+    reader = Reader(user.uid, user.groups)
+    selection = select_trusted(final_fs.files(), reader, allowed)
+    if selection.unreadable:
+        ui.warn(
+            f"{len(selection.unreadable)} files are not trusted because user"
+            f" '{app.user}' cannot read them (first: {selection.unreadable[0]})"
+        )
+    generated = generated_manifest(
+        Generated(
+            config=app,
+            command=command,
+            user=user,
+            runtime=runtime,
+            library_dirs=tuple(library_dirs(app_fs)),
+            trusted=selection.trusted,
+            debug=options.debug,
+            insecure_args=options.insecure_args,
+        )
+    )
+    manifest = merge(generated, user_trusted_files(user_manifest, final_fs))
+    validate_manifest(manifest)
+    _warn_unsafe(manifest, options, ui)
+    entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
+    ui.step(
+        f"Trusting {len(selection.trusted)} files"
+        f" ({selection.total_size / 1e6:.1f} MB); distro"
+        f" {distro_name(app_fs) or 'unknown'}"
+    )
+    return Plan(
+        config=app,
+        runtime=runtime,
+        manifest_text=dumps(manifest),
+        entrypoint=entrypoint,
+        cmd=cmd,
+        trusted_count=len(selection.trusted),
+        trusted_size=selection.total_size,
+    )
+
+
+def _user_allowed(user_manifest: Manifest) -> frozenset[str]:
+    allowed = (user_manifest.get("sgx") or {}).get("allowed_files") or []
+    return frozenset(
+        posixpath.normpath(uri[len("file:") :])
+        for uri in allowed
+        if isinstance(uri, str) and uri.startswith("file:") and len(uri) > len("file:")
+    )
+
+
+def _hash_predicate(
+    user_manifest: Manifest, allowed: frozenset[str]
+) -> Callable[[str], bool]:
+    """Hash what may be trusted; allowed files never, user-trusted ones always."""
+    listed = []
+    for item in (user_manifest.get("sgx") or {}).get("trusted_files") or []:
+        uri = item.get("uri") if isinstance(item, dict) else item
+        if isinstance(uri, str) and uri.startswith("file:"):
+            listed.append(posixpath.normpath(uri[len("file:") :] or "/"))
+
+    def wanted(path: str) -> bool:
+        if path in allowed:
+            return False
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in listed):
+            return True
+        return not is_excluded(path)
+
+    return wanted
+
+
+def _warn_unsafe(manifest: Manifest, options: BuildOptions, ui: Ui) -> None:
+    for option in unsafe_options(manifest):
+        asked = (option == "sgx.debug" and options.debug) or (
+            option == "loader.insecure__use_cmdline_argv" and options.insecure_args
+        )
+        reason = "as asked" if asked else "set by the manifest"
+        ui.warn(f"{option} is on ({reason}): this weakens the enclave's protection")
+
+
+def _docker_entrypoint(
+    app: ImageConfig, argv: tuple[str, ...], insecure_args: bool
+) -> tuple[list[str], list[str]]:
+    launcher = f"{APP_FILES}/gsc-launch"
+    if not insecure_args:
+        return [launcher], []
+    # Run-time arguments replace CMD, as in Docker; what comes before CMD
+    # (interpreters of scripts, the ENTRYPOINT, or CMD's program when there
+    # is no ENTRYPOINT) stays fixed, since the enclave's program is fixed.
+    cmd = list(app.cmd) if app.entrypoint else list(app.cmd[1:])
+    fixed = list(argv[: len(argv) - len(cmd)])
+    return [launcher, *fixed], cmd
+
+
+def render_dockerfile(plan: Plan, options: BuildOptions) -> str:
+    """The Dockerfile that assembles the unsigned image."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("gsc", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    template = environment.get_template("Dockerfile.build.j2")
+    return template.render(
+        version=__version__,
+        app_name=plan.config.name,
+        app_image=plan.config.id,
+        gramine_name=plan.runtime.name,
+        gramine_image=plan.runtime.image_id,
+        prefix=plan.runtime.prefix,
+        pkglibdir=plan.runtime.pkglibdir,
+        app_files=APP_FILES,
+        direct=options.linux,
+        entrypoint=plan.entrypoint,
+        cmd=plan.cmd,
+    )
+
+
+def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
+    (context / "Dockerfile").write_text(render_dockerfile(plan, options), "utf-8")
+    launcher = importlib.resources.files("gsc") / "templates" / "gsc-launch.c"
+    (context / "gsc-launch.c").write_bytes(launcher.read_bytes())
+    app_files = context / "app_files"
+    app_files.mkdir()
+    (app_files / "entrypoint.manifest").write_text(plan.manifest_text, "utf-8")
+
+
+def _copy_context(context: Path, target: Path) -> None:
+    if target.exists() and any(target.iterdir()):
+        raise GscError(
+            f"--file-only: {target} exists and is not empty; choose a new one"
+        )
+    shutil.copytree(context, target, dirs_exist_ok=True)
+
+
+def labels(plan: Plan, options: BuildOptions) -> dict[str, str]:
+    """The labels that record how the unsigned image was made."""
+    digest = hashlib.sha256(plan.manifest_text.encode("utf-8")).hexdigest()
+    return {
+        LABEL + "version": __version__,
+        LABEL + "source-image": plan.config.id,
+        LABEL + "source-name": plan.config.name,
+        LABEL + "gramine-image": plan.runtime.image_id,
+        LABEL + "gramine-name": plan.runtime.name,
+        LABEL + "manifest-sha256": digest,
+        LABEL + "manifest": MANIFEST_PATH,
+        LABEL + "pkglibdir": plan.runtime.pkglibdir,
+        LABEL + "direct": json.dumps(options.linux),
+        LABEL + "debug": json.dumps(options.debug),
+        LABEL + "insecure-args": json.dumps(options.insecure_args),
+        LABEL + "standin": json.dumps(plan.runtime.is_standin),
+    }
+
+
+def _build(
+    engine: Engine, context: Path, plan: Plan, options: BuildOptions, ui: Ui
+) -> str:
+    name = unsigned_name(options.image)
+    ui.step(f"Building {name}")
+    result = engine.build(
+        context,
+        buildargs=dict(options.build_args),
+        labels=labels(plan, options),
+        nocache=options.no_cache,
+        on_line=ui.detail,
+    )
+    engine.tag(result.image_id, name)
+    if options.remove_intermediate:
+        keep = (result.image_id, plan.config.id, plan.runtime.image_id)
+        for layer in result.layer_ids:
+            if any(k[len("sha256:") :].startswith(layer) for k in keep):
+                continue
+            if not engine.image_tags(layer):
+                engine.remove_image(layer)
+    ui.step(f"Built {name} ({result.image_id[7:19]})")
+    return name

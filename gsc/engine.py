@@ -1,0 +1,203 @@
+"""The only module that talks to the container engine (any Docker API engine)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from gsc.errors import EngineError, ImageError
+
+_LAYER_LINE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+# A command for containers that are created to be read and are never started.
+_NEVER_RUN = ["/gsc-container-is-never-started"]
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a finished image build left behind."""
+
+    image_id: str
+    layer_ids: tuple[str, ...]
+
+
+class Engine:
+    """A connection to the container engine."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+        self._api = client.api
+
+    def inspect_image(self, name: str) -> dict[str, Any]:
+        """The engine's description of image `name`; nothing is pulled."""
+        try:
+            attrs: dict[str, Any] = self._api.inspect_image(name)
+        except docker.errors.ImageNotFound as err:
+            raise ImageError(
+                f"image '{name}' not found in the local engine; build or load it"
+                " first (GSC never pulls)"
+            ) from err
+        except docker.errors.APIError as err:
+            raise ImageError(f"image '{name}': {_explain(err)}") from err
+        return attrs
+
+    def image_exists(self, name: str) -> bool:
+        try:
+            self._api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    @contextmanager
+    def export_filesystem(self, image_id: str) -> Iterator[Iterator[bytes]]:
+        """The merged file system of an image, as a stream of tar bytes."""
+        with self._created_container(image_id) as container_id:
+            yield self._api.export(container_id, chunk_size=_CHUNK)
+
+    @contextmanager
+    def archive(self, image_id: str, path: str) -> Iterator[Iterator[bytes]]:
+        """A tar stream of `path` (a file or directory) inside an image."""
+        with self._created_container(image_id) as container_id:
+            try:
+                stream, _ = self._api.get_archive(container_id, path, chunk_size=_CHUNK)
+            except docker.errors.NotFound as err:
+                raise ImageError(f"image {image_id[:19]}: no {path} in it") from err
+            yield stream
+
+    @contextmanager
+    def _created_container(self, image_id: str) -> Iterator[str]:
+        try:
+            created = self._api.create_container(image_id, command=_NEVER_RUN)
+        except docker.errors.APIError as err:
+            raise EngineError(
+                f"cannot read image {image_id[:19]}: {_explain(err)}"
+            ) from err
+        container_id: str = created["Id"]
+        try:
+            yield container_id
+        finally:
+            self._remove_container(container_id)
+
+    def _remove_container(self, container_id: str) -> None:
+        with suppress(docker.errors.APIError, requests.exceptions.RequestException):
+            self._api.remove_container(container_id, force=True)
+
+    def build(
+        self,
+        context: Path,
+        *,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        nocache: bool,
+        on_line: Callable[[str], None],
+    ) -> BuildResult:
+        """Build the Dockerfile in `context`; the result is left untagged."""
+        layers: list[str] = []
+        image_id = ""
+        try:
+            for chunk in self._api.build(
+                path=str(context),
+                buildargs=buildargs,
+                labels=labels,
+                nocache=nocache,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            ):
+                image_id = _read_build_chunk(chunk, layers, on_line) or image_id
+        except docker.errors.APIError as err:
+            raise EngineError(f"image build failed: {_explain(err)}") from err
+        except requests.exceptions.RequestException as err:
+            raise EngineError(
+                "the container engine went away during the build"
+                f" ({err.__class__.__name__})"
+            ) from err
+        if not image_id:
+            raise EngineError(
+                "image build ended without an image; run with -v to see why"
+            )
+        return BuildResult(image_id, tuple(layers))
+
+    def tag(self, image_id: str, name: str) -> None:
+        repository, tag = split_reference(name)
+        try:
+            self._api.tag(image_id, repository, tag)
+        except docker.errors.APIError as err:
+            raise EngineError(f"cannot tag image as {name}: {_explain(err)}") from err
+
+    def remove_image(self, image_id: str) -> bool:
+        """Remove an image if nothing uses it; say whether it went."""
+        try:
+            self._api.remove_image(image_id, noprune=True)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def image_tags(self, image_id: str) -> list[str]:
+        try:
+            tags: list[str] = self._api.inspect_image(image_id).get("RepoTags") or []
+        except docker.errors.APIError:
+            return []
+        return tags
+
+
+def _read_build_chunk(
+    chunk: dict[str, Any], layers: list[str], on_line: Callable[[str], None]
+) -> str:
+    if "error" in chunk:
+        detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+        raise EngineError(f"image build failed: {str(detail).strip()}")
+    for line in str(chunk.get("stream", "")).splitlines():
+        match = _LAYER_LINE.match(line)
+        if match:
+            layers.append(match.group(1))
+        if line.strip():
+            on_line(line.rstrip())
+    aux = chunk.get("aux")
+    if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
+        return str(aux["ID"])
+    return ""
+
+
+def split_reference(name: str) -> tuple[str, str]:
+    """Split `repo[:tag]` into repository and tag (default `latest`)."""
+    name = name.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, "latest"
+
+
+def connect() -> Engine:
+    """Connect to the engine named by DOCKER_HOST (or the default socket)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+        raise EngineError(
+            "cannot reach the container engine; is it running, and is DOCKER_HOST"
+            f" right? ({_first_line(str(err))})"
+        ) from err
+    return Engine(client)
+
+
+def _explain(err: docker.errors.APIError) -> str:
+    explanation = err.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return _first_line(str(explanation or err))
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "no details"

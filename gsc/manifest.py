@@ -1,0 +1,812 @@
+"""Gramine manifests: load the user's, merge it into ours, validate, serialize.
+
+A manifest is handled as the plain dict that `tomllib` produces: tables are
+dicts, arrays are lists. Nothing here talks to a container engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import tomli_w
+
+from gsc.errors import ManifestError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+Manifest = dict[str, Any]
+KeyPath = tuple[str | int, ...]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_QUOTE_LIMIT = 80
+_COMMAND_LINE_KEYS = ("argv", "argv_src_file", "insecure__use_cmdline_argv")
+_SEARCH_LIST_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD")
+_SIZE_PATTERN = re.compile(r"([0-9]+)([KMG]?)")
+_SIZE_SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+@dataclass(frozen=True)
+class TrustedFile:
+    """One `sgx.trusted_files` entry: a URI and, when known, its SHA-256."""
+
+    uri: str
+    sha256: str | None = None
+
+    def as_entry(self) -> str | dict[str, str]:
+        """The manifest form: a `{uri, sha256}` table, or the bare URI if unhashed."""
+        if self.sha256 is None:
+            return self.uri
+        return {"uri": self.uri, "sha256": self.sha256}
+
+
+# ---------------------------------------------------------------------------
+# Loading and serializing
+
+
+def load_user_manifest(path: Path | None) -> Manifest:
+    """Read the user's TOML manifest; no path, or a file with no keys, gives {}."""
+    if path is None:
+        return {}
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ManifestError(f"cannot read the user manifest {path}: {reason}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ManifestError(
+            f"user manifest {path}: not valid UTF-8 (byte 0x{data[error.start]:02x} "
+            f"on line {line}); save the file as UTF-8"
+        ) from None
+    return _parse(text.removeprefix("\ufeff"), f"user manifest {path}")
+
+
+def loads(text: str) -> Manifest:
+    """Parse manifest text."""
+    return _parse(text, "manifest")
+
+
+def dumps(manifest: Manifest) -> str:
+    """Serialize a manifest the way Gramine's own tools write it (tomli-w)."""
+    _check_values(manifest)
+    return tomli_w.dumps(manifest)
+
+
+def _parse(text: str, source: str) -> Manifest:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ManifestError(f"{source}: invalid TOML: {error}") from None
+
+
+# ---------------------------------------------------------------------------
+# Merging
+
+
+def merge(generated: Manifest, user: Manifest) -> Manifest:
+    """Merge the user's manifest into the generated one; neither input is changed.
+
+    1. Tables merge key by key, recursively. Any other value given on both
+       sides is taken from the user's manifest: the user is explicit.
+    2. `loader.env.PATH`, `LD_LIBRARY_PATH` and `LD_PRELOAD`, when the user
+       gives a plain string, are joined with `:`: the generated directories
+       first (the image's own order, with Gramine's runtime library directory
+       leading), then the user's ones that are not already listed. Empty and
+       repeated components are dropped; `LD_PRELOAD` may also be separated by
+       whitespace. A table such as `{passthrough = true}` or `{value = "..."}`
+       replaces the generated value instead.
+    3. `sgx.trusted_files`: the user's entries first, then the generated ones,
+       one entry per URI (the first one kept). If one side gives only the URI
+       and the other also a hash, the hash is kept; two different hashes for
+       one URI are an error. Entries come out as `{uri, sha256}` tables when
+       the hash is known, as the bare URI otherwise. A URI that the user lists
+       in `sgx.allowed_files` is removed from the trusted files: an allowed
+       file is never hashed.
+    4. `sgx.allowed_files`: the user's URIs first, then the generated ones not
+       already listed.
+    5. `fs.mounts`: the user's mounts first, then the generated mounts whose
+       `path` the user does not mount: for a given path, the user's mount wins.
+    6. `loader.argv`, `loader.argv_src_file` and
+       `loader.insecure__use_cmdline_argv = true` are three ways to give the
+       command line, and Gramine accepts only one. If the user gives one, the
+       generated ones are dropped; giving more than one is an error.
+    7. Any other array given on both sides is the user's array, unchanged.
+    """
+    sources = _command_line_sources(user.get("loader"))
+    if len(sources) > 1:
+        raise ManifestError(
+            f"user manifest key 'loader.{sources[1]}': cannot be used together "
+            f"with 'loader.{sources[0]}'; Gramine takes the command line from "
+            "one source only, keep one"
+        )
+    if sources:
+        generated = _without_command_line(generated)
+
+    merged = _merge_tables(generated, user, ())
+    _finish_trusted_files(merged, _user_allowed_files(user))
+    return merged
+
+
+def env_list(value: str, *, whitespace: bool = False) -> list[str]:
+    """Split a `:`-separated search list into its non-empty components."""
+    separator = r"[:\s]+" if whitespace else ":"
+    return [part for part in re.split(separator, value) if part]
+
+
+def _merge_tables(generated: Manifest, user: Manifest, path: KeyPath) -> Manifest:
+    merged: Manifest = {}
+    for key, value in generated.items():
+        if key in user:
+            merged[key] = _merge_value(value, user[key], (*path, key))
+        else:
+            merged[key] = copy.deepcopy(value)
+    for key, value in user.items():
+        if key not in generated:
+            merged[key] = _merge_value(None, value, (*path, key))
+    return merged
+
+
+def _merge_value(generated: Any, user: Any, path: KeyPath) -> Any:
+    # A user value with no counterpart still goes through the same rules, with
+    # an empty generated side, so that merging the result again changes nothing.
+    if isinstance(user, dict):
+        base = generated if isinstance(generated, dict) else {}
+        return _merge_tables(base, user, path)
+    list_merger = _LIST_MERGERS.get(path)
+    if list_merger is not None and isinstance(user, list):
+        return list_merger(generated if isinstance(generated, list) else [], user)
+    if isinstance(user, str) and _is_search_list(path):
+        known = generated if isinstance(generated, str) else ""
+        return _join_search_list(str(path[-1]), known, user)
+    return copy.deepcopy(user)
+
+
+def _is_search_list(path: KeyPath) -> bool:
+    return (
+        len(path) == 3
+        and path[:2] == ("loader", "env")
+        and path[2] in _SEARCH_LIST_VARIABLES
+    )
+
+
+def _join_search_list(name: str, generated: str, user: str) -> str:
+    whitespace = name == "LD_PRELOAD"
+    parts = env_list(generated, whitespace=whitespace)
+    parts += env_list(user, whitespace=whitespace)
+    return ":".join(_unique(parts))
+
+
+def _merge_trusted_lists(generated: list[Any], user: list[Any]) -> list[Any]:
+    return _combine_trusted_files([*user, *generated], excluded=frozenset())
+
+
+def _merge_allowed_files(generated: list[Any], user: list[Any]) -> list[Any]:
+    return copy.deepcopy(_unique([*user, *generated]))
+
+
+def _merge_mounts(generated: list[Any], user: list[Any]) -> list[Any]:
+    user_paths = {path for path in map(_mount_path, user) if path is not None}
+    kept = [
+        mount
+        for mount in generated
+        if _mount_path(mount) not in user_paths and mount not in user
+    ]
+    return copy.deepcopy([*user, *kept])
+
+
+def _mount_path(mount: Any) -> str | None:
+    if isinstance(mount, dict) and isinstance(mount.get("path"), str):
+        return str(mount["path"])
+    return None
+
+
+_LIST_MERGERS: dict[KeyPath, Callable[[list[Any], list[Any]], list[Any]]] = {
+    ("sgx", "trusted_files"): _merge_trusted_lists,
+    ("sgx", "allowed_files"): _merge_allowed_files,
+    ("fs", "mounts"): _merge_mounts,
+}
+
+
+def _unique(items: Iterable[Any]) -> list[Any]:
+    """Items in order with repeats removed; works for unhashable items too."""
+    kept: list[Any] = []
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            if item in seen:
+                continue
+            seen.add(item)
+        elif item in kept:
+            continue
+        kept.append(item)
+    return kept
+
+
+def _command_line_sources(loader: Any) -> list[str]:
+    if not isinstance(loader, dict):
+        return []
+    return [
+        key
+        for key in _COMMAND_LINE_KEYS
+        if key in loader
+        and (key != "insecure__use_cmdline_argv" or loader[key] is True)
+    ]
+
+
+def _without_command_line(manifest: Manifest) -> Manifest:
+    loader = manifest.get("loader")
+    if not isinstance(loader, dict):
+        return manifest
+    kept = {k: v for k, v in loader.items() if k not in _COMMAND_LINE_KEYS}
+    return {**manifest, "loader": kept}
+
+
+def _user_allowed_files(user: Manifest) -> frozenset[str]:
+    sgx = user.get("sgx")
+    allowed = sgx.get("allowed_files") if isinstance(sgx, dict) else None
+    if not isinstance(allowed, list):
+        return frozenset()
+    return frozenset(uri for uri in allowed if isinstance(uri, str))
+
+
+def _finish_trusted_files(merged: Manifest, excluded: frozenset[str]) -> None:
+    # Also runs when only the generated side lists trusted files, so the
+    # result is always in normal form and free of allowed files.
+    sgx = merged.get("sgx")
+    if isinstance(sgx, dict) and isinstance(sgx.get("trusted_files"), list):
+        sgx["trusted_files"] = _combine_trusted_files(sgx["trusted_files"], excluded)
+
+
+def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list[Any]:
+    files: dict[str, TrustedFile] = {}
+    slots: list[str | Any] = []
+    malformed: list[Any] = []
+    for entry in entries:
+        trusted = _parse_trusted_file(entry)
+        if trusted is None:
+            # Left in place for validate() to report with its key path.
+            if entry not in malformed:
+                malformed.append(entry)
+                slots.append(_Malformed(entry))
+            continue
+        if trusted.uri in excluded:
+            continue
+        known = files.get(trusted.uri)
+        if known is None:
+            slots.append(trusted.uri)
+        files[trusted.uri] = _reconcile(known, trusted)
+    return [_slot_entry(slot, files) for slot in slots]
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    entry: Any
+
+
+def _slot_entry(slot: str | _Malformed, files: dict[str, TrustedFile]) -> Any:
+    if isinstance(slot, _Malformed):
+        return copy.deepcopy(slot.entry)
+    return files[slot].as_entry()
+
+
+def _parse_trusted_file(entry: Any) -> TrustedFile | None:
+    if isinstance(entry, str):
+        return TrustedFile(entry)
+    if not isinstance(entry, dict) or not set(entry) <= {"uri", "sha256"}:
+        return None
+    uri, sha256 = entry.get("uri"), entry.get("sha256")
+    if not isinstance(uri, str) or not isinstance(sha256, str | None):
+        return None
+    return TrustedFile(uri, sha256)
+
+
+def _reconcile(known: TrustedFile | None, new: TrustedFile) -> TrustedFile:
+    if known is None or new.sha256 is None:
+        return known or new
+    if known.sha256 is None:
+        return TrustedFile(known.uri, new.sha256)
+    if known.sha256 != new.sha256:
+        raise ManifestError(
+            f"manifest key 'sgx.trusted_files': {_quote(new.uri)} is listed with "
+            f"two different SHA-256 hashes, {known.sha256} and {new.sha256}; "
+            "keep one"
+        )
+    return known
+
+
+# ---------------------------------------------------------------------------
+# The schema that `gramine-manifest-check` enforces in Gramine v1.9
+
+
+def _table(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _enum(*choices: str) -> dict[str, Any]:
+    return {"enum": list(choices)}
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _range(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _pattern(regex: str, description: str) -> dict[str, Any]:
+    # `\Z`, not `$`: jsonschema matches with Python's re, where `$` also
+    # matches before a final newline.
+    return {"type": "string", "pattern": regex, "description": description}
+
+
+_STRING = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_INT = {"type": "integer"}
+_SIZE = _pattern(r"^[0-9]+[KMG]?\Z", "a size: digits with an optional K, M or G")
+_SHA256 = _pattern(r"^[0-9a-f]{64}\Z", "a SHA-256 hash of 64 lowercase hex digits")
+_FILE_URI = _pattern("^file:", "a 'file:' URI")
+_ALLOWED_URI = _pattern("^(file|dev):", "a 'file:' or 'dev:' URI")
+
+_TRUSTED_FILE = {
+    "type": ["string", "object"],
+    "pattern": "^file:",
+    "properties": {"uri": _FILE_URI, "sha256": _SHA256},
+    "required": ["uri"],
+    "additionalProperties": False,
+    "description": "a 'file:' URI, as a string or in a {uri, sha256} table",
+}
+
+_ENV_VALUE = {
+    "type": ["string", "object"],
+    "properties": {"value": _STRING, "passthrough": {"const": True}},
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+    "description": 'a string, {value = "..."} or {passthrough = true}',
+}
+
+# Keys of each file system type besides `type` (and `path` for a mount).
+_FS_TYPES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "chroot": ({"uri": _STRING}, ("uri",)),
+    "encrypted": (
+        {"uri": _STRING, "key_name": _STRING, "enable_recovery": _BOOL},
+        ("uri",),
+    ),
+    "tmpfs": ({"uri": _STRING}, ()),
+    "untrusted_shm": ({"uri": _STRING}, ("uri",)),
+}
+
+
+def _file_system(is_mount: bool) -> dict[str, Any]:
+    """`fs.root` or one `fs.mounts` entry: the keys allowed depend on `type`."""
+    branches = []
+    for kind, (properties, required) in _FS_TYPES.items():
+        keys = {"type": _STRING, **properties}
+        needed = list(required)
+        if is_mount:
+            keys["path"] = _STRING
+            needed.append("path")
+        # `type` may be left out only for chroot, the default.
+        condition: dict[str, Any] = {"properties": {"type": {"const": kind}}}
+        if kind != "chroot":
+            condition["required"] = ["type"]
+        branches.append({"if": condition, "then": _table(keys, needed)})
+    return {
+        "type": "object",
+        "properties": {"type": _enum(*_FS_TYPES)},
+        "allOf": branches,
+    }
+
+
+_FS = _table(
+    {
+        "mounts": _array(_file_system(is_mount=True)),
+        "root": _file_system(is_mount=False),
+        "start_dir": _STRING,
+        "insecure__keys": {"type": "object", "additionalProperties": _STRING},
+    },
+    required=["mounts"],
+)
+
+_LIBOS = _table(
+    {"entrypoint": _STRING, "check_invalid_pointers": _BOOL},
+    required=["entrypoint"],
+)
+
+_LOADER = _table(
+    {
+        "entrypoint": _table({"uri": _STRING, "sha256": _SHA256}, ["uri"]),
+        "argv": _array(_STRING),
+        "argv_src_file": _STRING,
+        "env": {"type": "object", "additionalProperties": _ENV_VALUE},
+        "env_src_file": _STRING,
+        "uid": _INT,
+        "gid": _INT,
+        "insecure__use_cmdline_argv": _BOOL,
+        "insecure__use_host_env": _BOOL,
+        "insecure__disable_aslr": _BOOL,
+        "log_file": _STRING,
+        "log_level": _enum("none", "error", "warning", "debug", "trace", "all"),
+    },
+    required=["entrypoint"],
+)
+
+_XFRM_FEATURE = _enum("unspecified", "disabled", "required")
+_SECURE_FEATURE = _enum("disabled", "required")
+
+_SGX = _table(
+    {
+        "allowed_files": _array(_ALLOWED_URI),
+        "cpu_features": _table(
+            {
+                "avx": _XFRM_FEATURE,
+                "avx512": _XFRM_FEATURE,
+                "amx": _XFRM_FEATURE,
+                "mpx": _SECURE_FEATURE,
+                "pkru": _SECURE_FEATURE,
+            }
+        ),
+        "debug": _BOOL,
+        "edmm_enable": _BOOL,
+        "enable_stats": _BOOL,
+        "enclave_size": _SIZE,
+        "file_check_policy": _enum("strict", "allow_all_but_log"),
+        "insecure__allow_memfaults_without_exinfo": _BOOL,
+        "insecure__rpc_thread_num": _INT,
+        "isvprodid": _range(0, 0xFFFF),
+        "isvsvn": _range(0, 0xFFFF),
+        "max_threads": _range(1, 4096),
+        "preheat_enclave": _BOOL,
+        "profile": _table(
+            {
+                "enable": _enum("none", "main", "all"),
+                "mode": _enum("aex", "ocall_inner", "ocall_outer"),
+                "with_stack": _BOOL,
+                "frequency": _INT,
+            }
+        ),
+        "remote_attestation": _enum("none", "dcap"),
+        "seal_key": _table(
+            {"flags_mask": _STRING, "xfrm_mask": _STRING, "misc_mask": _STRING}
+        ),
+        "trusted_files": _array(_TRUSTED_FILE),
+        "use_exinfo": _BOOL,
+        "vtune_profile": _BOOL,
+    }
+)
+
+_SYS = _table(
+    {
+        "allowed_ioctls": _array(
+            _table({"request_code": _INT, "struct": _STRING}, ["request_code"])
+        ),
+        "brk": _table({"max_size": _SIZE}),
+        "disallow_subprocesses": _BOOL,
+        "enable_extra_runtime_domain_names_conf": _BOOL,
+        "enable_sigterm_injection": _BOOL,
+        "experimental__enable_flock": _BOOL,
+        "insecure__allow_eventfd": _BOOL,
+        # Gramine leaves the layout of ioctl structs unchecked too.
+        "ioctl_structs": {"type": "object"},
+        "debug__mock_syscalls": _array(
+            _table({"name": _STRING, "return": _INT}, ["name"])
+        ),
+        "stack": _table({"size": _SIZE}),
+        "fds": _table({"limit": _INT}),
+    }
+)
+
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    **_table(
+        {"fs": _FS, "libos": _LIBOS, "loader": _LOADER, "sgx": _SGX, "sys": _SYS},
+        required=["fs", "libos", "loader"],
+    ),
+}
+
+
+def _is_toml_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 4.0 and (in Python) True as integers; TOML does not.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_toml_array(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, list)
+
+
+_BASE_VALIDATOR = jsonschema.Draft202012Validator
+_ManifestValidator = jsonschema.validators.extend(
+    _BASE_VALIDATOR,
+    type_checker=_BASE_VALIDATOR.TYPE_CHECKER.redefine_many(
+        {"integer": _is_toml_integer, "array": _is_toml_array}
+    ),
+)
+_VALIDATOR = _ManifestValidator(MANIFEST_SCHEMA)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+def validate(manifest: Manifest) -> None:
+    """Check a manifest against Gramine v1.9's rules; raise ManifestError if bad."""
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
+    if error is not None:
+        _raise_at(*_schema_problem(error))
+    _check_values(manifest)
+    _check_command_line(manifest["loader"])
+    _check_enclave_size(manifest.get("sgx", {}))
+    _check_trusted_files(manifest.get("sgx", {}).get("trusted_files", []))
+
+
+def unsafe_options(manifest: Manifest) -> list[str]:
+    """Dotted names of the options turned on that weaken the enclave's security."""
+    found = {
+        _dotted(path)
+        for path, value in _walk_keys(manifest, ())
+        if str(path[-1]).startswith("insecure__") and _is_on(value)
+    }
+    sgx = manifest.get("sgx")
+    if isinstance(sgx, dict):
+        if sgx.get("debug") is True:
+            found.add("sgx.debug")
+        if sgx.get("file_check_policy") == "allow_all_but_log":
+            found.add("sgx.file_check_policy")
+    return sorted(found)
+
+
+def _is_on(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | dict | list):
+        return len(value) > 0
+    return not (isinstance(value, int | float) and value == 0)
+
+
+def _walk_keys(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    """Every table key below `value`, with its value, in document order."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key), item
+            yield from _walk_keys(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_keys(item, (*path, index))
+
+
+def _schema_problem(error: Any) -> tuple[KeyPath, str]:
+    path: KeyPath = tuple(error.absolute_path)
+    kind, schema, value = error.validator, error.schema, error.instance
+    if kind == "additionalProperties":
+        known = schema.get("properties", {})
+        return (*path, next(key for key in value if key not in known)), "unknown key"
+    if kind == "required":
+        missing = next(key for key in error.validator_value if key not in value)
+        return (*path, missing), "missing; Gramine requires this key"
+    if kind in ("minimum", "maximum"):
+        low, high = schema["minimum"], schema["maximum"]
+        return path, f"{value} is out of range {low}..{high}"
+    if kind == "enum":
+        choices = ", ".join(_show(choice) for choice in error.validator_value)
+        return path, f"{_show(value)} is not one of {choices}"
+    if "description" in schema:
+        return path, f"expected {schema['description']}, got {_describe(value)}"
+    if kind == "type":
+        expected = error.validator_value
+        names = [expected] if isinstance(expected, str) else expected
+        wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+        return path, f"expected {wanted}, got {_describe(value)}"
+    if kind == "const":
+        return path, f"expected {_show(error.validator_value)}, got {_show(value)}"
+    return path, str(error.message).replace("\n", " ")
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "boolean": "a boolean",
+    "object": "a table",
+    "array": "an array",
+}
+
+
+def _check_values(manifest: Manifest) -> None:
+    """Every key and value must be one that Gramine's TOML reader accepts."""
+    for path, value in _walk_values(manifest, ()):
+        problem = _value_problem(value)
+        if problem:
+            _raise_at(path, problem)
+
+
+def _walk_values(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    """Every key and value below `value`; a key is reported at its own path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key), _Key(key)
+            yield from _walk_values(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_values(item, (*path, index))
+    else:
+        yield path, value
+
+
+@dataclass(frozen=True)
+class _Key:
+    name: Any
+
+
+def _value_problem(value: Any) -> str | None:
+    if isinstance(value, _Key):
+        if not isinstance(value.name, str):
+            return f"the key {value.name!r} is not a string"
+        problem = _string_problem(value.name)
+        return f"the key {problem}" if problem else None
+    if isinstance(value, str):
+        problem = _string_problem(value)
+        return f"the string {problem}" if problem else None
+    if isinstance(value, bool | float | datetime | date | time):
+        return None
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return None
+        return f"{value} does not fit in a 64-bit TOML integer"
+    return f"a value of type {type(value).__name__} cannot be written to TOML"
+
+
+def _string_problem(text: str) -> str | None:
+    if "\0" in text:
+        return "contains a NUL character, which Gramine cannot load"
+    surrogate = next((char for char in text if "\ud800" <= char <= "\udfff"), None)
+    if surrogate is not None:
+        return (
+            f"is not valid Unicode (lone surrogate U+{ord(surrogate):04X}): "
+            "manifest text must be UTF-8"
+        )
+    return None
+
+
+def _check_command_line(loader: Manifest) -> None:
+    sources = _command_line_sources(loader)
+    if len(sources) > 1:
+        _raise_at(
+            ("loader", sources[1]),
+            f"cannot be used together with 'loader.{sources[0]}'; Gramine takes "
+            "the command line from one source only, keep one",
+        )
+
+
+def _check_enclave_size(sgx: Manifest) -> None:
+    size = sgx.get("enclave_size")
+    if size is not None and not _is_power_of_two(parse_size(size)):
+        _raise_at(
+            ("sgx", "enclave_size"),
+            f'{_quote(size)} is not a power of two; use a size such as "256M" or "4G"',
+        )
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a Gramine size string such as "64M" (suffixes are powers of 1024)."""
+    match = _SIZE_PATTERN.fullmatch(text)
+    if match is None:
+        raise ManifestError(
+            f"{_quote(text)} is not a size: use digits with an optional K, M or G"
+        )
+    return int(match[1]) * _SIZE_SCALE[match[2]]
+
+
+def _is_power_of_two(number: int) -> bool:
+    return number > 0 and number & (number - 1) == 0
+
+
+def _check_trusted_files(entries: list[Any]) -> None:
+    hashes: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        trusted = _parse_trusted_file(entry)
+        if trusted is None or trusted.sha256 is None:
+            continue
+        if trusted.uri.endswith("/"):
+            _raise_at(
+                ("sgx", "trusted_files", index, "sha256"),
+                "a directory URI (ending in '/') cannot have a hash",
+            )
+        known = hashes.setdefault(trusted.uri, trusted.sha256)
+        if known != trusted.sha256:
+            _raise_at(
+                ("sgx", "trusted_files", index),
+                f"{_quote(trusted.uri)} is listed again with a different "
+                "SHA-256 hash; keep one entry",
+            )
+
+
+# ---------------------------------------------------------------------------
+# Messages
+
+
+def _raise_at(path: KeyPath, problem: str) -> None:
+    if not path:
+        raise ManifestError(f"manifest: {problem}")
+    raise ManifestError(f"manifest key '{_dotted(path)}': {problem}")
+
+
+def _dotted(path: KeyPath) -> str:
+    """A key path as TOML would spell it: `sgx.trusted_files[2].uri`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else _quote(part)
+        text += f".{name}" if text else name
+    return text
+
+
+def _quote(text: str) -> str:
+    """A string in double quotes, escaped so that it stays on one line."""
+    shown = text[:_QUOTE_LIMIT]
+    quoted = '"' + "".join(map(_escape, shown)) + '"'
+    return quoted + "..." if len(text) > _QUOTE_LIMIT else quoted
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _show(value: Any) -> str:
+    """A scalar as it would appear in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    return _describe(value)
+
+
+def _describe(value: Any) -> str:
+    """A value with its TOML type, for 'expected X, got Y' messages."""
+    if isinstance(value, bool):
+        return f"boolean {_show(value)}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, str):
+        return f"string {_quote(value)}"
+    if isinstance(value, dict):
+        if not value:
+            return "an empty table"
+        return "a table with keys " + ", ".join(_dotted((str(k),)) for k in value)
+    if isinstance(value, list):
+        return "an array"
+    return f"a value of type {type(value).__name__}"

@@ -1,0 +1,95 @@
+"""Shared fixtures: the real engine, the offline test images, a config file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+STANDIN_GRAMINE = "gsc-test/standin-gramine"
+TEST_IMAGES = (
+    "gsc-test/debian:12",
+    "gsc-test/python-app",
+    "gsc-test/script-app",
+    "gsc-test/user-app",
+    STANDIN_GRAMINE,
+)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """The real engine, with the offline test images present."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        pytest.fail(f"no Docker engine answers ({err}); run scripts/setup-engine")
+    for name in TEST_IMAGES:
+        try:
+            client.images.get(name)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"test image {name} is missing; run scripts/make-test-images")
+    return client
+
+
+@dataclass
+class Gsc:
+    """Runs the gsc command line as a user would, in a scratch directory."""
+
+    workdir: Path
+    config: Path
+    made: list[str] = field(default_factory=list)
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(self.workdir / "state")}
+        result = subprocess.run(
+            [sys.executable, "-m", "gsc", *args],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"gsc {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+
+@pytest.fixture(scope="session")
+def gsc(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> Iterator[Gsc]:
+    """The gsc command with a config naming the stand-in Gramine image.
+
+    Images named in `made` are removed when the session ends.
+    """
+    tmp_path = tmp_path_factory.mktemp("gsc")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"Gramine:\n  Image: {STANDIN_GRAMINE}\n", encoding="utf-8")
+    runner = Gsc(workdir=tmp_path, config=config)
+    yield runner
+    for name in runner.made:
+        try:
+            docker_client.images.remove(name, force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def run_image(
+    image: str, *args: str, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`docker run` an image the way the README tells users to."""
+    command = ["docker", "run", "--rm", "--security-opt", "seccomp=unconfined"]
+    for key, value in (env or {}).items():
+        command += ["-e", f"{key}={value}"]
+    command += [*extra, image, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
