@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_build(commands)
+    _add_build_gramine(commands)
     return parser
 
 
@@ -126,6 +127,59 @@ def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.set_defaults(handler=_run_build)
 
 
+def _add_build_gramine(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    build = commands.add_parser(
+        "build-gramine",
+        aliases=["build-graphene"],
+        help="make an image holding Gramine compiled from source",
+        description="Compile Gramine from Gramine.Repository at Gramine.Branch in"
+        " an image of the configured Distro, and tag it IMAGE-NAME.",
+    )
+    build.add_argument("image", metavar="IMAGE-NAME", help="the name to give the image")
+    build.add_argument("-d", "--debug", action="store_true", help="a debug build")
+    build.add_argument(
+        "-b",
+        "--buildtype",
+        choices=("release", "debug", "debugoptimized"),
+        default="release",
+        help="meson build type",
+    )
+    build.add_argument(
+        "-L",
+        "--linux",
+        action="store_true",
+        help="include the direct-mode PAL (no SGX)",
+    )
+    build.add_argument(
+        "-nc",
+        "--no-cache",
+        action="store_true",
+        help="do not use the engine's build cache",
+    )
+    build.add_argument(
+        "--rm",
+        action="store_true",
+        help="remove intermediate images after a successful build",
+    )
+    build.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="build argument for the engine; a bare KEY takes the host's value",
+    )
+    build.add_argument(
+        "-f",
+        "--file-only",
+        action="store_true",
+        help="write the Dockerfile and its build context; build nothing",
+    )
+    _config_option(build)
+    build.set_defaults(handler=_run_build_gramine)
+
+
 def build_args(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """`KEY=VALUE` pairs; a bare `KEY` takes the host's value, as docker does."""
     pairs = []
@@ -164,6 +218,22 @@ def _run_build(args: argparse.Namespace, ui: Ui) -> int:
         file_only=args.file_only,
     )
     return build.run(options, _config(args, ui), ui)
+
+
+def _run_build_gramine(args: argparse.Namespace, ui: Ui) -> int:
+    from gsc.commands import build_gramine
+
+    options = build_gramine.BuildGramineOptions(
+        image=args.image,
+        debug=args.debug,
+        buildtype=args.buildtype,
+        linux=args.linux,
+        no_cache=args.no_cache,
+        remove_intermediate=args.rm,
+        build_args=build_args(args.build_arg),
+        file_only=args.file_only,
+    )
+    return build_gramine.run(options, _config(args, ui), ui)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:

@@ -98,6 +98,7 @@ class Engine:
         labels: dict[str, str],
         nocache: bool,
         on_line: Callable[[str], None],
+        network_mode: str | None = None,
     ) -> BuildResult:
         """Build the Dockerfile in `context`; the result is left untagged."""
         layers: list[str] = []
@@ -112,6 +113,7 @@ class Engine:
                 forcerm=True,
                 pull=False,
                 decode=True,
+                network_mode=network_mode,
             ):
                 image_id = _read_build_chunk(chunk, layers, on_line) or image_id
         except docker.errors.APIError as err:
