@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import sys
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_build(commands)
     _add_build_gramine(commands)
+    _add_sign_image(commands)
+    _add_info_image(commands)
+    _add_generate_key(commands)
     return parser
 
 
@@ -180,6 +184,120 @@ def _add_build_gramine(
     build.set_defaults(handler=_run_build_gramine)
 
 
+def _add_sign_image(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    sign = commands.add_parser(
+        "sign-image",
+        help="measure and sign gsc-IMAGE-unsigned, making gsc-IMAGE",
+        description="Measure the enclave of gsc-IMAGE-unsigned, sign it, and make"
+        " gsc-IMAGE. The key is read on the host and never reaches the engine.",
+    )
+    sign.add_argument("image", metavar="IMAGE", help="the application image name")
+    sign.add_argument(
+        "key",
+        metavar="KEY",
+        nargs="?",
+        type=Path,
+        help="PEM RSA-3072 private key with exponent 3",
+    )
+    secret = sign.add_mutually_exclusive_group()
+    secret.add_argument(
+        "-p",
+        "--passphrase",
+        help="the key's passphrase (visible to other users: avoid)",
+    )
+    secret.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="read the key's passphrase from the first line of FILE",
+    )
+    secret.add_argument(
+        "--passphrase-env",
+        metavar="VAR",
+        help="read the key's passphrase from environment variable VAR",
+    )
+    sign.add_argument(
+        "--date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="the signing date (default: SOURCE_DATE_EPOCH's day, or today)",
+    )
+    sign.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PUB.pem",
+        help="sign elsewhere: the public half of the signing key",
+    )
+    sign.add_argument(
+        "--export-signing-data",
+        type=Path,
+        metavar="FILE",
+        help="with --public-key: write the bytes to sign to FILE and stop",
+    )
+    sign.add_argument(
+        "--signature",
+        type=Path,
+        metavar="FILE",
+        help="with --public-key: the raw RSA signature made elsewhere",
+    )
+    _config_option(sign)
+    sign.set_defaults(handler=_run_sign_image)
+
+
+def _add_info_image(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    info = commands.add_parser(
+        "info-image",
+        help="print the measurements of a GSC image",
+        description="Print MRENCLAVE, MRSIGNER, ISV ids and attributes of a GSC"
+        " image and check its signature; for an unsigned image, the values that"
+        " signing will give.",
+    )
+    info.add_argument(
+        "image", metavar="IMAGE", help="a gsc-IMAGE or gsc-IMAGE-unsigned"
+    )
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=_run_info_image)
+
+
+def _add_generate_key(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    key = commands.add_parser(
+        "generate-key",
+        help="make a new enclave signing key",
+        description="Write a new RSA-3072 key with exponent 3, readable only by you.",
+    )
+    key.add_argument(
+        "path", metavar="KEY", type=Path, help="where to write it (new file)"
+    )
+    secret = key.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="encrypt the key with the first line of FILE",
+    )
+    secret.add_argument(
+        "--passphrase-env",
+        metavar="VAR",
+        help="encrypt the key with the value of environment variable VAR",
+    )
+    key.set_defaults(handler=_run_generate_key)
+
+
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a date like 2026-01-31"
+        ) from None
+
+
 def build_args(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """`KEY=VALUE` pairs; a bare `KEY` takes the host's value, as docker does."""
     pairs = []
@@ -234,6 +352,42 @@ def _run_build_gramine(args: argparse.Namespace, ui: Ui) -> int:
         file_only=args.file_only,
     )
     return build_gramine.run(options, _config(args, ui), ui)
+
+
+def _run_sign_image(args: argparse.Namespace, ui: Ui) -> int:
+    from gsc.commands import sign_image
+
+    _config(args, ui)
+    options = sign_image.SignOptions(
+        image=args.image,
+        key=args.key,
+        passphrase=args.passphrase,
+        passphrase_file=args.passphrase_file,
+        passphrase_env=args.passphrase_env,
+        date=args.date,
+        public_key=args.public_key,
+        export_signing_data=args.export_signing_data,
+        signature=args.signature,
+    )
+    return sign_image.run(options, ui)
+
+
+def _run_info_image(args: argparse.Namespace, ui: Ui) -> int:
+    from gsc.commands import info_image
+
+    return info_image.run(info_image.InfoOptions(args.image, args.json), ui)
+
+
+def _run_generate_key(args: argparse.Namespace, ui: Ui) -> int:
+    from gsc.commands import generate_key, sign_image
+
+    probe = sign_image.SignOptions(
+        image="",
+        passphrase_file=args.passphrase_file,
+        passphrase_env=args.passphrase_env,
+    )
+    passphrase = sign_image.read_passphrase(probe, ui)
+    return generate_key.run(generate_key.KeyOptions(args.path, passphrase), ui)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:

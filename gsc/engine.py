@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -71,6 +73,20 @@ class Engine:
             except docker.errors.NotFound as err:
                 raise ImageError(f"image {image_id[:19]}: no {path} in it") from err
             yield stream
+
+    def read_files(self, image_id: str, paths: list[str]) -> dict[str, bytes]:
+        """The contents of the regular files `paths` in an image; absent ones left out."""
+        found: dict[str, bytes] = {}
+        with self._created_container(image_id) as container_id:
+            for path in paths:
+                try:
+                    stream, _ = self._api.get_archive(container_id, path)
+                except docker.errors.NotFound:
+                    continue
+                data = _single_file(b"".join(stream))
+                if data is not None:
+                    found[path] = data
+        return found
 
     @contextmanager
     def _created_container(self, image_id: str) -> Iterator[str]:
@@ -168,6 +184,15 @@ def _read_build_chunk(
     if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
         return str(aux["ID"])
     return ""
+
+
+def _single_file(archive: bytes) -> bytes | None:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.next()
+        if member is None or not member.isreg():
+            return None
+        source = tar.extractfile(member)
+        return source.read() if source is not None else None
 
 
 def split_reference(name: str) -> tuple[str, str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gsc.image import Entry
@@ -36,13 +37,38 @@ class Reader:
     gids: frozenset[int] = frozenset({0})
 
     def can_read(self, entry: Entry) -> bool:
+        return self._allows(entry, 0o4)
+
+    def can_search(self, entry: Entry) -> bool:
+        return self._allows(entry, 0o1)
+
+    def _allows(self, entry: Entry, bit: int) -> bool:
         if self.uid == 0:
             return True
         if entry.uid == self.uid:
-            return bool(entry.mode & 0o400)
+            return bool(entry.mode & (bit << 6))
         if entry.gid in self.gids:
-            return bool(entry.mode & 0o040)
-        return bool(entry.mode & 0o004)
+            return bool(entry.mode & (bit << 3))
+        return bool(entry.mode & bit)
+
+
+class _Reachability:
+    """Whether the reader may pass through each directory on a file's path."""
+
+    def __init__(self, directories: Mapping[str, Entry], reader: Reader) -> None:
+        self._directories = directories
+        self._reader = reader
+        self._known: dict[str, bool] = {"/": True}
+
+    def reaches(self, path: str) -> bool:
+        parent = posixpath.dirname(path)
+        known = self._known.get(parent)
+        if known is None:
+            entry = self._directories.get(parent)
+            searchable = entry is None or self._reader.can_search(entry)
+            known = searchable and self.reaches(parent)
+            self._known[parent] = known
+        return known
 
 
 def _under(path: str, directory: str) -> bool:
@@ -69,16 +95,20 @@ class Selection:
 
 
 def select_trusted(
-    files: Iterable[Entry], reader: Reader, allowed: frozenset[str]
+    entries: Mapping[str, Entry], reader: Reader, allowed: frozenset[str]
 ) -> Selection:
-    """Trusted files: every readable regular file outside the excluded paths."""
+    """Trusted files: every regular file outside the excluded paths that the
+    image's user can reach and read."""
     chosen: dict[str, str] = {}
     unreadable: list[str] = []
     size = 0
-    for entry in files:
+    reachability = _Reachability(entries, reader)
+    for entry in entries.values():
+        if entry.kind != "file":
+            continue
         if is_excluded(entry.path) or entry.path in allowed or not entry.sha256:
             continue
-        if not reader.can_read(entry):
+        if not (reader.can_read(entry) and reachability.reaches(entry.path)):
             unreadable.append(entry.path)
             continue
         chosen[entry.path] = entry.sha256

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 
@@ -14,7 +14,7 @@ class Ui:
     """Writes step lines and warnings to stderr; results go to stdout."""
 
     verbosity: int = 0
-    stream: TextIO = sys.stderr
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
 
     @property
     def colour(self) -> bool:

@@ -25,7 +25,7 @@ def _table(fs: FileSystem, path: str) -> list[list[str]]:
 
 def resolve_user(fs: FileSystem, spec: str) -> User:
     """Resolve a Docker USER value (`name`, `uid`, `name:group`, `uid:gid`)."""
-    name, _, group = (spec or "root").partition(":")
+    name, _, group = (spec or "0").partition(":")
     passwd = [row for row in _table(fs, "/etc/passwd") if len(row) >= 7]
     row = next((r for r in passwd if r[0] == name or r[2] == name), None)
     if row is None and not name.isdigit():
@@ -35,7 +35,8 @@ def resolve_user(fs: FileSystem, spec: str) -> User:
     if group:
         gid = _group_id(fs, group, spec)
     home = row[5] if row else "/"
-    login = row[0] if row else ""
+    # As in Docker, an explicit group means no supplementary groups.
+    login = row[0] if row and not group else ""
     groups = {gid} | _supplementary(fs, login)
     return User(uid=uid, gid=gid, groups=frozenset(groups), home=home or "/")
 

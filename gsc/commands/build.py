@@ -165,7 +165,7 @@ def _plan(
     command = resolve_command(final_fs, app, docker_command(app))
     ui.detail(f"the enclave runs {command.program} as {list(command.argv)}")
     reader = Reader(user.uid, user.groups)
-    selection = select_trusted(final_fs.files(), reader, allowed)
+    selection = select_trusted(final_fs.entries, reader, allowed)
     if selection.unreadable:
         ui.warn(
             f"{len(selection.unreadable)} files are not trusted because user"
@@ -250,8 +250,10 @@ def _docker_entrypoint(
     # Run-time arguments replace CMD, as in Docker; what comes before CMD
     # (interpreters of scripts, the ENTRYPOINT, or CMD's program when there
     # is no ENTRYPOINT) stays fixed, since the enclave's program is fixed.
+    # Gramine makes the application's argv[0] its own application path, so
+    # the launcher passes only the arguments after argv[0].
     cmd = list(app.cmd) if app.entrypoint else list(app.cmd[1:])
-    fixed = list(argv[: len(argv) - len(cmd)])
+    fixed = list(argv[1 : len(argv) - len(cmd)])
     return [launcher, *fixed], cmd
 
 

@@ -1,0 +1,211 @@
+"""`gsc build` end to end: the real engine, the offline test images, and the
+stand-in Gramine image (a test double that checks the manifest and runs the
+application natively; see tests/standin/README.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.conftest import STANDIN_GRAMINE, Gsc, run_image
+
+pytestmark = pytest.mark.engine
+
+PYTHON_UNSIGNED = "gsc-gsc-test/python-app-unsigned:latest"
+
+
+def read_manifest(client: docker.DockerClient, image: str) -> dict[str, Any]:
+    """The manifest inside a built image, read through the engine."""
+    container = client.containers.create(image, command=["/none"])
+    try:
+        chunks, _ = container.get_archive("/gramine/app_files/entrypoint.manifest")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.extractfile("entrypoint.manifest")
+            assert member is not None
+            return tomllib.loads(member.read().decode("utf-8"))
+    finally:
+        container.remove(force=True)
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def python_unsigned(gsc: Gsc) -> Iterator[str]:
+    gsc("build", "-c", str(gsc.config), "-L", "gsc-test/python-app")
+    gsc.made.append(PYTHON_UNSIGNED)
+    yield PYTHON_UNSIGNED
+
+
+def test_python_app_runs_with_its_argv_env_and_working_dir(python_unsigned: str) -> None:
+    native = report(run_image("gsc-test/python-app"))
+    inside = report(run_image(python_unsigned, env={"GRAMINE_MODE": "direct"}))
+
+    assert inside["argv"] == native["argv"] == ["/app/report.py", "--name", "two words", ""]
+    assert inside["cwd"] == native["cwd"] == "/app"
+    assert inside["uid"] == native["uid"] == 0
+    assert inside["env"]["GREETING"] == "hello world"
+    assert inside["env"]["PATH"] == native["env"]["PATH"]
+    assert inside["env"]["HOME"] == "/root"
+
+
+def test_runtime_arguments_are_ignored_without_insecure_args(python_unsigned: str) -> None:
+    inside = report(run_image(python_unsigned, "--other", env={"GRAMINE_MODE": "direct"}))
+
+    assert inside["argv"] == ["/app/report.py", "--name", "two words", ""]
+
+
+def test_older_gsc_pal_variable_selects_direct_mode(python_unsigned: str) -> None:
+    inside = report(run_image(python_unsigned, env={"GSC_PAL": "Linux"}))
+
+    assert inside["argv"][0] == "/app/report.py"
+
+
+def test_unsigned_image_refuses_sgx_mode(python_unsigned: str) -> None:
+    result = run_image(python_unsigned)
+
+    assert result.returncode != 0
+    assert "not signed yet" in result.stderr
+
+
+def test_stand_in_notices_a_file_that_differs_from_the_manifest(
+    python_unsigned: str, tmp_path: Path
+) -> None:
+    changed = tmp_path / "report.py"
+    changed.write_text("print('not the measured program')\n", encoding="utf-8")
+
+    result = run_image(
+        python_unsigned,
+        env={"GRAMINE_MODE": "direct"},
+        extra=("-v", f"{changed}:/app/report.py:ro"),
+    )
+
+    assert result.returncode == 70
+    assert "/app/report.py" in result.stderr
+
+
+def test_manifest_lists_each_file_once_with_its_hash(
+    python_unsigned: str, docker_client: docker.DockerClient
+) -> None:
+    manifest = read_manifest(docker_client, python_unsigned)
+    entries = manifest["sgx"]["trusted_files"]
+    uris = [e["uri"] for e in entries]
+
+    assert uris == sorted(uris)
+    assert len(uris) == len(set(uris))
+    assert "file:/usr/bin/python3.11" in uris
+    assert "file:/app/report.py" in uris
+    assert not [u for u in uris if u.startswith(("file:/var/", "file:/proc/", "file:/etc/shadow"))]
+    assert "file:/etc/hosts" in manifest["sgx"]["allowed_files"]
+    assert "file:/etc/hosts" not in uris
+    runtime = "file:/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/runtime/glibc/"
+    assert any(u.startswith(runtime) for u in uris)
+    assert manifest["libos"]["entrypoint"] == "/usr/bin/python3.11"
+    assert manifest["loader"]["env"]["LD_LIBRARY_PATH"].startswith(runtime[5:-1])
+
+
+def test_image_labels_record_the_sources(
+    python_unsigned: str, docker_client: docker.DockerClient
+) -> None:
+    labels = docker_client.images.get(python_unsigned).labels
+    source = docker_client.images.get("gsc-test/python-app")
+
+    assert labels["gsc.source-image"] == source.id
+    assert labels["gsc.direct"] == "true"
+    assert labels["gsc.gramine-image"] == docker_client.images.get(STANDIN_GRAMINE).id
+    assert len(labels["gsc.manifest-sha256"]) == 64
+
+
+def test_script_entrypoint_runs_through_its_interpreter(
+    gsc: Gsc, docker_client: docker.DockerClient
+) -> None:
+    gsc("build", "-c", str(gsc.config), "-L", "gsc-test/script-app")
+    image = "gsc-gsc-test/script-app-unsigned:latest"
+    gsc.made.append(image)
+
+    inside = report(run_image(image, env={"GRAMINE_MODE": "direct"}))
+    manifest = read_manifest(docker_client, image)
+
+    assert inside["argv"] == ["/app/report.py", "from-script", "a", "b"]
+    assert manifest["libos"]["entrypoint"] == "/usr/bin/bash"
+    assert manifest["loader"]["argv"] == ["bash", "/app/run.sh", "a", "b"]
+    uris = {e["uri"] for e in manifest["sgx"]["trusted_files"]}
+    assert {"file:/app/run.sh", "file:/usr/bin/bash"} <= uris
+
+
+def test_non_root_user_keeps_its_identity(
+    gsc: Gsc, docker_client: docker.DockerClient
+) -> None:
+    result = gsc("build", "-c", str(gsc.config), "-L", "gsc-test/user-app")
+    image = "gsc-gsc-test/user-app-unsigned:latest"
+    gsc.made.append(image)
+
+    inside = report(run_image(image, env={"GRAMINE_MODE": "direct"}))
+    manifest = read_manifest(docker_client, image)
+
+    assert (inside["uid"], inside["gid"]) == (1234, 1234)
+    assert inside["cwd"] == "/home/appuser"
+    assert inside["argv"] == ["/app/report.py", "as-user"]
+    assert (manifest["loader"]["uid"], manifest["loader"]["gid"]) == (1234, 1234)
+    uris = {e["uri"] for e in manifest["sgx"]["trusted_files"]}
+    assert "file:/app/root-only.txt" not in uris
+    assert "cannot read them" in result.stderr
+
+
+def test_insecure_args_replace_cmd(gsc: Gsc, docker_client: docker.DockerClient) -> None:
+    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-args", "latest")
+    image = "gsc-gsc-test/python-args-unsigned:latest"
+    gsc.made += ["gsc-test/python-args:latest", image]
+    gsc("build", "-c", str(gsc.config), "-L", "--insecure-args", "gsc-test/python-args")
+
+    replaced = report(run_image(image, "x", "y z", env={"GRAMINE_MODE": "direct"}))
+    default = report(run_image(image, env={"GRAMINE_MODE": "direct"}))
+
+    assert replaced["argv"] == ["/app/report.py", "x", "y z"]
+    assert default["argv"] == ["/app/report.py", "--name", "two words", ""]
+
+
+def test_user_manifest_is_merged(gsc: Gsc, docker_client: docker.DockerClient) -> None:
+    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-merge", "latest")
+    image = "gsc-gsc-test/python-merge-unsigned:latest"
+    gsc.made += ["gsc-test/python-merge:latest", image]
+    manifest = gsc.workdir / "merge.manifest"
+    manifest.write_text(
+        '[loader.env]\nEXTRA = "from the user"\nPATH = "/opt/tools"\n'
+        '[sgx]\nallowed_files = ["file:/app/report.py"]\nmax_threads = 8\n',
+        encoding="utf-8",
+    )
+    gsc("build", "-c", str(gsc.config), "-L", "gsc-test/python-merge", str(manifest))
+
+    inside = report(run_image(image, env={"GRAMINE_MODE": "direct"}))
+    merged = read_manifest(docker_client, image)
+
+    assert inside["env"]["EXTRA"] == "from the user"
+    assert inside["env"]["PATH"].endswith(":/opt/tools")
+    assert merged["sgx"]["max_threads"] == 8
+    assert "file:/app/report.py" in merged["sgx"]["allowed_files"]
+    assert "file:/app/report.py" not in {e["uri"] for e in merged["sgx"]["trusted_files"]}
+
+
+def test_direct_mode_needs_linux_option(gsc: Gsc, docker_client: docker.DockerClient) -> None:
+    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-sgx-only", "latest")
+    image = "gsc-gsc-test/python-sgx-only-unsigned:latest"
+    gsc.made += ["gsc-test/python-sgx-only:latest", image]
+    gsc("build", "-c", str(gsc.config), "gsc-test/python-sgx-only")
+
+    result = run_image(image, env={"GRAMINE_MODE": "direct"})
+
+    assert result.returncode == 2
+    assert "-L/--linux" in result.stderr

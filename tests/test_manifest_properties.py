@@ -1,0 +1,201 @@
+"""Property tests for gsc.manifest: merge laws and the TOML round trip."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsc.manifest import Manifest, dumps, loads, merge
+
+# Any Unicode but NUL and lone surrogates: quotes, backslashes, newlines,
+# control and non-BMP characters included.
+toml_text = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
+    max_size=12,
+)
+
+# A small pool of names, so that both sides often mention the same URI,
+# mount path or search-list directory.
+URIS = [f"file:/f{i}" for i in range(6)] + ["file:/lib/", "dev:/dev/null"]
+MOUNT_PATHS = ["/tmp", "/data", "/run", "/srv"]
+DIRECTORIES = ["", "/a", "/b", "/c", "/usr/bin", "/opt/x"]
+
+
+def sha(uri: str) -> str:
+    """One fixed hash per URI, so that no two entries ever disagree."""
+    return hashlib.sha256(uri.encode()).hexdigest()
+
+
+def trusted_entry(uri: str, form: int) -> Any:
+    if form == 0:
+        return uri
+    if form == 1:
+        return {"uri": uri}
+    return {"uri": uri, "sha256": sha(uri)}
+
+
+trusted_files = st.lists(
+    st.builds(trusted_entry, st.sampled_from(URIS[:-1]), st.integers(0, 2)),
+    max_size=8,
+)
+allowed_files = st.lists(st.sampled_from(URIS), max_size=4)
+mounts = st.lists(
+    st.one_of(
+        st.builds(lambda p: {"type": "tmpfs", "path": p}, st.sampled_from(MOUNT_PATHS)),
+        st.builds(
+            lambda p, u: {"path": p, "uri": u},
+            st.sampled_from(MOUNT_PATHS),
+            st.sampled_from(URIS),
+        ),
+    ),
+    max_size=4,
+)
+search_list = st.lists(st.sampled_from(DIRECTORIES), max_size=5).map(":".join)
+env_value = st.one_of(
+    search_list,
+    st.just({"passthrough": True}),
+    st.builds(lambda v: {"value": v}, search_list),
+)
+env = st.dictionaries(
+    st.sampled_from(["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "HOME", "LANG"]),
+    env_value,
+    max_size=4,
+)
+command_line = st.one_of(
+    st.just({}),
+    st.builds(lambda a: {"argv": a}, st.lists(toml_text, max_size=3)),
+    st.just({"argv_src_file": "file:/args"}),
+    st.just({"insecure__use_cmdline_argv": True}),
+    st.just({"insecure__use_cmdline_argv": False}),
+)
+scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    toml_text,
+)
+extra_tables = st.dictionaries(
+    st.sampled_from(["x", "y", "z"]),
+    st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(st.sampled_from(["x", "y", "z"]), inner, max_size=3),
+        ),
+        max_leaves=8,
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> Manifest:
+    """Manifests with the keys merge() treats specially, each part optional."""
+    loader = {**draw(command_line), "uid": draw(st.integers(0, 5))}
+    if draw(st.booleans()):
+        loader["env"] = draw(env)
+    sgx: dict[str, Any] = {"debug": draw(st.booleans())}
+    if draw(st.booleans()):
+        sgx["trusted_files"] = draw(trusted_files)
+    if draw(st.booleans()):
+        sgx["allowed_files"] = draw(allowed_files)
+    manifest: Manifest = {"loader": loader, "sgx": sgx, "extra": draw(extra_tables)}
+    if draw(st.booleans()):
+        manifest["fs"] = {"mounts": draw(mounts)}
+    return manifest
+
+
+def trusted_uris(manifest: Manifest) -> list[str]:
+    entries = manifest.get("sgx", {}).get("trusted_files", [])
+    return [entry if isinstance(entry, str) else entry["uri"] for entry in entries]
+
+
+def without_trusted_files(manifest: Manifest) -> Manifest:
+    copied = copy.deepcopy(manifest)
+    copied["sgx"].pop("trusted_files", None)
+    return copied
+
+
+@given(manifests())
+def test_merge_with_empty_user_keeps_everything(manifest: Manifest) -> None:
+    merged = merge(manifest, {})
+    assert without_trusted_files(merged) == without_trusted_files(manifest)
+
+    # Trusted files: the same URIs in first-seen order, each with its hash if
+    # any entry gave one, and a table exactly when the hash is known.
+    original = manifest["sgx"].get("trusted_files")
+    if original is None:
+        assert "trusted_files" not in merged["sgx"]
+        return
+    assert trusted_uris(merged) == list(dict.fromkeys(trusted_uris(manifest)))
+    hashed = {e["uri"] for e in original if isinstance(e, dict) and "sha256" in e}
+    for entry in merged["sgx"]["trusted_files"]:
+        if isinstance(entry, str):
+            assert entry not in hashed
+        else:
+            assert entry == {"uri": entry["uri"], "sha256": sha(entry["uri"])}
+            assert entry["uri"] in hashed
+
+
+@given(manifests(), manifests())
+def test_merge_is_idempotent_for_the_user_side(
+    generated: Manifest, user: Manifest
+) -> None:
+    once = merge(generated, user)
+    assert merge(once, user) == once
+    assert dumps(merge(once, user)) == dumps(once)
+
+
+@given(manifests(), manifests())
+def test_merge_lists_each_trusted_uri_once(generated: Manifest, user: Manifest) -> None:
+    merged = merge(generated, user)
+    uris = trusted_uris(merged)
+    assert len(uris) == len(set(uris))
+
+    # Nothing is lost but what the user allows, and the user's come first.
+    allowed = set(user["sgx"].get("allowed_files", []))
+    listed = trusted_uris(user) + trusted_uris(generated)
+    wanted = [uri for uri in listed if uri not in allowed]
+    assert uris == list(dict.fromkeys(wanted))
+
+
+@given(manifests(), manifests())
+def test_merge_leaves_inputs_unchanged(generated: Manifest, user: Manifest) -> None:
+    generated_before, user_before = copy.deepcopy(generated), copy.deepcopy(user)
+    merge(generated, user)
+    assert generated == generated_before
+    assert user == user_before
+
+
+toml_scalars = st.one_of(
+    toml_text,
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+)
+
+
+def toml_tables(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(toml_text, values, max_size=4)
+
+
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        toml_tables(inner),
+        st.lists(toml_tables(inner), min_size=1, max_size=3),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(toml_tables(toml_values))
+def test_dumps_loads_round_trip(manifest: Manifest) -> None:
+    text = dumps(manifest)
+    assert "\0" not in text
+    assert loads(text) == manifest
+    assert dumps(loads(text)) == text
