@@ -434,6 +434,8 @@ def _safe_argv(argv: Sequence[str]) -> list[str]:
             hide_next = True
         elif arg.startswith("--passphrase="):
             shown.append("--passphrase=***")
+        elif arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
+            shown.append("-p***")
         else:
             shown.append(arg)
     return shown

@@ -64,6 +64,16 @@ class Engine:
         with self._created_container(image_id) as container_id:
             yield self._api.export(container_id, chunk_size=_CHUNK)
 
+    def save_image(self, image_id: str) -> Iterator[bytes]:
+        """The image as `docker save` writes it (its layers as tars), streamed."""
+        try:
+            stream: Iterator[bytes] = self._api.get_image(image_id, chunk_size=_CHUNK)
+        except docker.errors.APIError as err:
+            raise EngineError(
+                f"cannot save image {image_id[:19]}: {_explain(err)}"
+            ) from err
+        return stream
+
     @contextmanager
     def archive(self, image_id: str, path: str) -> Iterator[Iterator[bytes]]:
         """A tar stream of `path` (a file or directory) inside an image."""
@@ -75,7 +85,7 @@ class Engine:
             yield stream
 
     def read_files(self, image_id: str, paths: list[str]) -> dict[str, bytes]:
-        """The contents of the regular files `paths` in an image; absent ones left out."""
+        """The contents of regular files `paths` of an image; absent ones left out."""
         found: dict[str, bytes] = {}
         with self._created_container(image_id) as container_id:
             for path in paths:

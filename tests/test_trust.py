@@ -1,0 +1,214 @@
+"""Tests for gsc.trust: which files of the image the enclave trusts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import pytest
+
+from gsc.image import Entry
+from gsc.trust import Reader, is_excluded, select_trusted, wants_hash
+
+
+def entry(path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:
+    data = path.encode()
+    return Entry(
+        path=path,
+        kind="file",
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def directory(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Entry:
+    return Entry(path=path, kind="dir", mode=mode, uid=uid, gid=gid)
+
+
+def by_path(entries: Iterable[Entry]) -> dict[str, Entry]:
+    return {e.path: e for e in entries}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/cpuinfo",
+        "/sys/kernel/x",
+        "/dev/null",
+        "/var/lib/dpkg/status",
+        "/run/lock/x",
+        "/tmp/scratch",
+        "/boot/vmlinuz",
+        "/gramine/app_files/entrypoint.manifest",
+        "/gramine/app_files",
+    ],
+)
+def test_excluded_directories(path: str) -> None:
+    assert is_excluded(path)
+    assert not wants_hash(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/shadow",
+        "/etc/shadow-",
+        "/etc/gshadow",
+        "/etc/gshadow-",
+        "/etc/ssh/ssh_host_rsa_key",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/etc/security/opasswd",
+        "/.dockerenv",
+    ],
+)
+def test_secrets_are_excluded(path: str) -> None:
+    assert is_excluded(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/ssh/ssh_host_rsa_key.pub",
+        "/etc/passwd",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/variable/data",  # only the directory /var, not names starting with it
+        "/gramine/app_files2/x",
+        "/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/libsysdb.so",
+        "/temporary",
+    ],
+)
+def test_ordinary_files_are_not_excluded(path: str) -> None:
+    assert not is_excluded(path)
+    assert wants_hash(path)
+
+
+def test_runtime_files_are_allowed_not_trusted() -> None:
+    runtime = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+    files = [entry(path) for path in [*runtime, "/etc/host.conf"]]
+
+    selection = select_trusted(by_path(files), Reader(), frozenset())
+
+    assert all(is_excluded(path) for path in runtime)
+    assert list(selection.trusted) == ["/etc/host.conf"]
+
+
+def test_readable_by_owner_group_or_other() -> None:
+    reader = Reader(uid=1000, gids=frozenset({1000, 50}))
+
+    # Linux uses the owner's bits for the owner, even when others have more.
+    assert reader.can_read(entry("/a", 0o400, uid=1000))
+    assert not reader.can_read(entry("/b", 0o044, uid=1000, gid=50))
+    assert reader.can_read(entry("/c", 0o040, uid=0, gid=50))
+    assert not reader.can_read(entry("/d", 0o404, uid=0, gid=50))
+    assert reader.can_read(entry("/e", 0o004, uid=0, gid=0))
+    assert not reader.can_read(entry("/f", 0o640, uid=0, gid=0))
+
+
+def test_root_reads_everything() -> None:
+    assert Reader().can_read(entry("/root-only", 0o000, uid=5, gid=5))
+
+
+def test_unreadable_files_are_left_out_and_reported() -> None:
+    files = [
+        entry("/srv/secret.txt", 0o600),
+        entry("/srv/notes.txt", 0o644),
+        entry("/srv/group.txt", 0o640, gid=1000),
+        entry("/etc/a-private", 0o600),
+    ]
+
+    selection = select_trusted(
+        by_path(files), Reader(1000, frozenset({1000})), frozenset()
+    )
+
+    assert list(selection.trusted) == ["/srv/group.txt", "/srv/notes.txt"]
+    assert selection.unreadable == ("/etc/a-private", "/srv/secret.txt")
+
+
+def test_allowed_paths_are_never_trusted() -> None:
+    files = [entry("/app/config.json"), entry("/app/main.py")]
+
+    selection = select_trusted(
+        by_path(files), Reader(), frozenset({"/app/config.json"})
+    )
+
+    assert list(selection.trusted) == ["/app/main.py"]
+
+
+def test_files_without_hash_are_not_trusted() -> None:
+    unhashed = Entry("/usr/share/doc/x", "file", 0o644, 0, 0, size=10)
+
+    selection = select_trusted(by_path([unhashed, entry("/x")]), Reader(), frozenset())
+
+    assert list(selection.trusted) == ["/x"]
+
+
+def test_trusted_files_are_sorted_with_their_hash_and_total_size() -> None:
+    paths = ["/usr/bin/z", "/app/b", "/app/a", "/etc/shadow", "/lib/c"]
+    files = [entry(path) for path in paths]
+
+    selection = select_trusted(by_path(files), Reader(), frozenset())
+
+    kept = sorted(p for p in paths if p != "/etc/shadow")
+    assert list(selection.trusted) == kept
+    for path in kept:
+        assert selection.trusted[path] == hashlib.sha256(path.encode()).hexdigest()
+    assert selection.total_size == sum(len(path) for path in kept)
+    assert selection.unreadable == ()
+
+
+def test_only_regular_files_are_trusted() -> None:
+    entries = [
+        directory("/app"),
+        entry("/app/main.py"),
+        Entry("/app/link.py", "symlink", 0o777, 0, 0, target="main.py"),
+        Entry("/app/pipe", "other", 0o644, 0, 0),
+    ]
+
+    selection = select_trusted(by_path(entries), Reader(), frozenset())
+
+    assert list(selection.trusted) == ["/app/main.py"]
+
+
+APP = Reader(uid=1000, gids=frozenset({1000}))
+
+
+def test_files_in_a_directory_the_user_cannot_search_are_unreadable() -> None:
+    entries = [
+        directory("/root", 0o700),
+        entry("/root/notes.txt", 0o644),
+        directory("/srv", 0o755),
+        directory("/srv/private", 0o750, gid=50),
+        directory("/srv/private/deep", 0o755),
+        entry("/srv/private/deep/data", 0o644),
+        entry("/srv/open", 0o644),
+    ]
+
+    selection = select_trusted(by_path(entries), APP, frozenset())
+
+    assert list(selection.trusted) == ["/srv/open"]
+    assert selection.unreadable == ("/root/notes.txt", "/srv/private/deep/data")
+
+
+def test_search_permission_alone_is_enough_to_reach_a_file() -> None:
+    entries = [
+        directory("/home", 0o711),
+        directory("/home/team", 0o710, gid=1000),
+        directory("/home/me", 0o100, uid=1000),
+        entry("/home/team/shared.txt", 0o644),
+        entry("/home/me/own.txt", 0o600, uid=1000),
+    ]
+
+    selection = select_trusted(by_path(entries), APP, frozenset())
+
+    assert list(selection.trusted) == ["/home/me/own.txt", "/home/team/shared.txt"]
+
+
+def test_root_reaches_files_in_closed_directories() -> None:
+    entries = [directory("/root", 0o700), entry("/root/notes.txt", 0o600, uid=5)]
+
+    selection = select_trusted(by_path(entries), Reader(), frozenset())
+
+    assert list(selection.trusted) == ["/root/notes.txt"]
