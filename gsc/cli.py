@@ -19,6 +19,14 @@ from typing import NoReturn
 from gsc import __version__
 from gsc.config import Config, load_config
 from gsc.errors import GscError
+from gsc.extras import (
+    DEFAULT_VOLUME_KEY,
+    Extras,
+    absolute_path,
+    encrypted_volume,
+    environment,
+    secrets_choice,
+)
 from gsc.ui import Ui
 
 EXIT_USER = 1
@@ -38,10 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         " under Gramine.",
     )
     parser.add_argument("--version", action="version", version=f"gsc {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="only warnings and errors"
-    )
+    _output_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_build(commands)
     _add_build_gramine(commands)
@@ -49,6 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_info_image(commands)
     _add_generate_key(commands)
     return parser
+
+
+def _output_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Accepted before and after the command; a command's own -v/-q must not
+    # reset what was given before it.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="say more (the engine's build log)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="only warnings and errors",
+    )
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +93,7 @@ def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Make gsc-IMAGE-unsigned: IMAGE with the Gramine runtime and a"
         " generated manifest that lists every file the enclave may open.",
     )
+    _output_options(build, top=False)
     build.add_argument("image", metavar="IMAGE", help="the application image")
     build.add_argument(
         "manifest",
@@ -127,8 +152,68 @@ def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="file_only",
         help="write the Dockerfile, manifest and launcher to DIR; build nothing",
     )
+    _scope_options(build)
     _config_option(build)
     build.set_defaults(handler=_run_build)
+
+
+def _scope_options(build: argparse.ArgumentParser) -> None:
+    add = build.add_argument
+    add(
+        "--trusted",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also trust PATH (a file, or a directory ending in /), even under"
+        " excluded paths",
+    )
+    add(
+        "--allowed",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="let the enclave read and write PATH unchecked (a directory ends in /)",
+    )
+    add(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never trust files matching GLOB ('*' matches '/' too)",
+    )
+    add(
+        "--encrypted-volume",
+        action="append",
+        default=[],
+        metavar="PATH[:KEYNAME]",
+        help="mount PATH as a Gramine encrypted mount (key default _sgx_mrsigner)",
+    )
+    add(
+        "--tmpfs-volume",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="mount an in-enclave tmpfs at PATH",
+    )
+    add(
+        "--secrets",
+        metavar="allowed|encrypted[:KEYNAME]",
+        help="make Docker secrets (/run/secrets) readable in the enclave",
+    )
+    add(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an environment variable inside the enclave",
+    )
+    add(
+        "--env-passthrough",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let the run-time value of NAME into the enclave",
+    )
 
 
 def _add_build_gramine(
@@ -141,6 +226,7 @@ def _add_build_gramine(
         description="Compile Gramine from Gramine.Repository at Gramine.Branch in"
         " an image of the configured Distro, and tag it IMAGE-NAME.",
     )
+    _output_options(build, top=False)
     build.add_argument("image", metavar="IMAGE-NAME", help="the name to give the image")
     build.add_argument("-d", "--debug", action="store_true", help="a debug build")
     build.add_argument(
@@ -193,6 +279,7 @@ def _add_sign_image(
         description="Measure the enclave of gsc-IMAGE-unsigned, sign it, and make"
         " gsc-IMAGE. The key is read on the host and never reaches the engine.",
     )
+    _output_options(sign, top=False)
     sign.add_argument("image", metavar="IMAGE", help="the application image name")
     sign.add_argument(
         "key",
@@ -256,6 +343,7 @@ def _add_info_image(
         " image and check its signature; for an unsigned image, the values that"
         " signing will give.",
     )
+    _output_options(info, top=False)
     info.add_argument(
         "image", metavar="IMAGE", help="a gsc-IMAGE or gsc-IMAGE-unsigned"
     )
@@ -271,6 +359,7 @@ def _add_generate_key(
         help="make a new enclave signing key",
         description="Write a new RSA-3072 key with exponent 3, readable only by you.",
     )
+    _output_options(key, top=False)
     key.add_argument(
         "path", metavar="KEY", type=Path, help="where to write it (new file)"
     )
@@ -334,8 +423,26 @@ def _run_build(args: argparse.Namespace, ui: Ui) -> int:
         remove_intermediate=args.rm,
         build_args=build_args(args.build_arg),
         file_only=args.file_only,
+        extras=_extras(args),
     )
     return build.run(options, _config(args, ui), ui)
+
+
+def _extras(args: argparse.Namespace) -> Extras:
+    secrets, secrets_key = secrets_choice(args.secrets) if args.secrets else ("", "")
+    return Extras(
+        trusted=tuple(absolute_path(p, "--trusted") for p in args.trusted),
+        allowed=tuple(absolute_path(p, "--allowed") for p in args.allowed),
+        exclude=tuple(args.exclude),
+        encrypted_volumes=tuple(encrypted_volume(v) for v in args.encrypted_volume),
+        tmpfs_volumes=tuple(
+            absolute_path(p, "--tmpfs-volume") for p in args.tmpfs_volume
+        ),
+        secrets=secrets,
+        secrets_key=secrets_key or DEFAULT_VOLUME_KEY,
+        env=tuple(environment(v) for v in args.env),
+        env_passthrough=tuple(args.env_passthrough),
+    )
 
 
 def _run_build_gramine(args: argparse.Namespace, ui: Ui) -> int:

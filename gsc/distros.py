@@ -109,9 +109,7 @@ class Distro:
         return f"gramine/{self.family}.Dockerfile.j2"
 
 
-def _apt(
-    name: str, glibc: tuple[int, int], *, old_python: bool = False
-) -> Distro:
+def _apt(name: str, glibc: tuple[int, int], *, old_python: bool = False) -> Distro:
     os_id, _, version = name.partition(":")
     runtime = _APT_RUNTIME + (("python3-pip",) if old_python else _APT_TOML)
     build = tuple(p for p in _APT_BUILD if not (old_python and p == "meson"))
@@ -130,9 +128,7 @@ def _apt(
     )
 
 
-def _dnf(
-    name: str, image: str, os_id: str, repositories: tuple[str, ...]
-) -> Distro:
+def _dnf(name: str, image: str, os_id: str, repositories: tuple[str, ...]) -> Distro:
     return Distro(
         name=name,
         image=image,
@@ -226,12 +222,15 @@ _MUSL = ("alpine",)
 class _System:
     """What an image's distro says about the C library it provides."""
 
-    name: str
     os_id: str
     version: str
     family: str
     libc: str
     glibc: tuple[int, int] | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.os_id, self.version)
 
 
 def _system(name: str) -> _System:
@@ -244,48 +243,50 @@ def _system(name: str) -> _System:
     if family == "dnf":
         version = version.removeprefix("stream").split(".")[0]
     libc = "musl" if os_id in _MUSL else ("glibc" if family else "")
-    return _System(name, os_id, version, family, libc, _GLIBC.get((os_id, version)))
+    return _System(os_id, version, family, libc, _GLIBC.get((os_id, version)))
 
 
 def compatibility_problem(
     labels: Mapping[str, str], app_distro: str, debug: bool, linux: bool
 ) -> str | None:
-    """Why the Gramine image with `labels` cannot serve this build, or None.
+    """Why a Gramine image with `labels` cannot serve this build, or None.
 
-    The distro rule: Gramine's SGX loader runs with the application image's
-    C library, so the application's distro must be the one Gramine was built
-    in (same ID and VERSION_ID), or of the same family with a C library at
-    least as new. Labels a Gramine image does not have are not held against
-    it: an image GSC did not make is taken as it is.
+    The message is meant to follow "Gramine image 'NAME': ". The distro rule:
+    Gramine's SGX loader runs with the application image's C library, so the
+    application's distro must be the one Gramine was built in (same ID and
+    VERSION_ID), or of the same family with a glibc at least as new. A label
+    the image does not have is not held against it: an image GSC did not make
+    is taken as it is.
     """
     name = labels.get(LABEL + "distro", "")
+    app = app_distro.strip()
+    if name and app and app != "auto":
+        problem = _distro_problem(name, labels.get(LABEL + "libc", ""), app)
+        if problem:
+            return problem
     if debug and labels.get(LABEL + "buildtype") == "release":
         return (
-            f"the Gramine image is a release build (built on {name or 'an unknown'}"
-            " distro) and -d needs a debug one; make one with"
-            " 'gsc build-gramine -d NAME'"
+            "it is a release build and -d needs a debug one;"
+            " make one with 'gsc build-gramine -d NAME'"
         )
     if linux and labels.get(LABEL + "direct") == "false":
         return (
-            "the Gramine image has no direct mode, so -L/--linux cannot be"
-            " honoured; make one with 'gsc build-gramine -L NAME'"
+            "it has no direct mode, so -L/--linux cannot be honoured;"
+            " make one with 'gsc build-gramine -L NAME'"
         )
-    if not name or not app_distro.strip() or app_distro.strip() == "auto":
-        return None
-    return _distro_problem(name, labels.get(LABEL + "libc", ""), app_distro)
+    return None
 
 
 def _distro_problem(name: str, libc: str, app_distro: str) -> str | None:
     gramine = _system(name)
     app = _system(app_distro)
     gramine_libc = libc or gramine.libc
-    fix = f"make one with 'Distro: {app_distro}' and 'gsc build-gramine'"
     if app.libc and gramine_libc and app.libc != gramine_libc:
         return (
-            f"the Gramine image was built for {gramine_libc} ({name}) and the"
-            f" application image's distro {app_distro} has {app.libc}; {fix}"
+            f"it was built for {gramine_libc} (on {name}) and the application's"
+            f" distro {app_distro} has {app.libc}; {_fix(app_distro)}"
         )
-    if (gramine.os_id, gramine.version) == (app.os_id, app.version):
+    if gramine.key == app.key:
         return None
     if (
         gramine.family
@@ -296,11 +297,19 @@ def _distro_problem(name: str, libc: str, app_distro: str) -> str | None:
     ):
         return None
     return (
-        f"the Gramine image was built on {name}{_glibc_text(gramine)}, which"
-        f" GSC cannot vouch for in a {app_distro}{_glibc_text(app)} image"
-        f" (it needs the same distro, or one of its family with a glibc at least"
-        f" as new); {fix}"
+        f"it was built on {name}{_glibc_text(gramine)} and may not run in the"
+        f" application's distro {app_distro}{_glibc_text(app)}: that needs the"
+        f" same distro, or one of its family with a glibc at least as new;"
+        f" {_fix(app_distro)}"
     )
+
+
+def _fix(app_distro: str) -> str:
+    app = _system(app_distro)
+    rows = [r for r in DISTROS.values() if (r.os_id, r.version_id) == app.key]
+    if not rows:
+        return "use a Gramine image built for the application's distro"
+    return f"make one with 'Distro: {rows[0].name}' and 'gsc build-gramine NAME'"
 
 
 def _glibc_text(system: _System) -> str:

@@ -32,6 +32,17 @@ class Enclave:
     sigstruct: bytes | None  # the shipped SIGSTRUCT, if the image is signed
     shipped_manifest_sgx: bool
 
+    @property
+    def uses_standin(self) -> bool:
+        """Whether the image was built with the tests' stand-in for Gramine."""
+        return self.labels.get(LABEL + "standin") == "true"
+
+
+STANDIN_WARNING = (
+    "was built with a stand-in for Gramine made for tests: these values are"
+    " not the measurement of a real Gramine enclave"
+)
+
 
 def read_enclave(engine: Engine, name: str) -> Enclave:
     """Read a GSC image's manifest and PAL and measure its enclave."""

@@ -85,6 +85,39 @@ def is_excluded(path: str) -> bool:
     return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
+def _under_any(path: str, directories: frozenset[str] | tuple[str, ...]) -> bool:
+    return any(_under(path, d.rstrip("/") or "/") for d in directories)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the user chose about files: more trusted, allowed, left out."""
+
+    allowed: frozenset[str] = frozenset()  # a file, or a directory ending in '/'
+    trusted: frozenset[str] = frozenset()  # files or directories the user trusts
+    exclude: tuple[str, ...] = ()  # globs of files never trusted
+    run_time_dirs: tuple[str, ...] = ()  # volumes: their content comes at run time
+
+    def is_allowed(self, path: str) -> bool:
+        dirs = frozenset(a for a in self.allowed if a.endswith("/"))
+        return path in self.allowed or _under_any(path, dirs)
+
+    def leaves_out(self, path: str) -> bool:
+        """Whether a file stays out of the generated trusted files."""
+        return (
+            is_excluded(path)
+            or self.is_allowed(path)
+            or _under_any(path, self.run_time_dirs)
+            or any(fnmatch.fnmatchcase(path, glob) for glob in self.exclude)
+        )
+
+    def wants_hash(self, path: str) -> bool:
+        """Whether reading the image should hash this file."""
+        if self.is_allowed(path):
+            return False
+        return _under_any(path, self.trusted) or not self.leaves_out(path)
+
+
 @dataclass(frozen=True)
 class Selection:
     """The outcome of choosing trusted files, with what was left out and why."""
@@ -95,7 +128,7 @@ class Selection:
 
 
 def select_trusted(
-    entries: Mapping[str, Entry], reader: Reader, allowed: frozenset[str]
+    entries: Mapping[str, Entry], reader: Reader, choices: Choices
 ) -> Selection:
     """Trusted files: every regular file outside the excluded paths that the
     image's user can reach and read."""
@@ -106,7 +139,7 @@ def select_trusted(
     for entry in entries.values():
         if entry.kind != "file":
             continue
-        if is_excluded(entry.path) or entry.path in allowed or not entry.sha256:
+        if choices.leaves_out(entry.path) or not entry.sha256:
             continue
         if not (reader.can_read(entry) and reachability.reaches(entry.path)):
             unreadable.append(entry.path)
@@ -115,8 +148,3 @@ def select_trusted(
         size += entry.size
     ordered = {path: chosen[path] for path in sorted(chosen)}
     return Selection(ordered, tuple(sorted(unreadable)), size)
-
-
-def wants_hash(path: str) -> bool:
-    """Whether the reader of an image should hash this file."""
-    return not is_excluded(path)

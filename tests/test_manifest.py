@@ -26,9 +26,9 @@ from gsc.manifest import (
     unsafe_options,
     validate,
 )
+from tests.sgx.vectors import VECTORS
 
 # Each case there was accepted, and re-serialized, by Gramine v1.9's signer.
-VECTORS = Path("/work/shared/testdata/sgx-vectors")
 SIGNED_MANIFESTS = sorted(VECTORS.glob("v*-*.manifest.sgx"))
 INPUT_MANIFESTS = sorted(VECTORS.glob("v*-*.manifest"))
 

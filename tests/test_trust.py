@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pytest
 
 from gsc.image import Entry
-from gsc.trust import Reader, is_excluded, select_trusted, wants_hash
+from gsc.trust import Choices, Reader, is_excluded, select_trusted
 
 
 def entry(path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:
@@ -48,7 +48,7 @@ def by_path(entries: Iterable[Entry]) -> dict[str, Entry]:
 )
 def test_excluded_directories(path: str) -> None:
     assert is_excluded(path)
-    assert not wants_hash(path)
+    assert not Choices().wants_hash(path)
 
 
 @pytest.mark.parametrize(
@@ -82,14 +82,14 @@ def test_secrets_are_excluded(path: str) -> None:
 )
 def test_ordinary_files_are_not_excluded(path: str) -> None:
     assert not is_excluded(path)
-    assert wants_hash(path)
+    assert Choices().wants_hash(path)
 
 
 def test_runtime_files_are_allowed_not_trusted() -> None:
     runtime = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
     files = [entry(path) for path in [*runtime, "/etc/host.conf"]]
 
-    selection = select_trusted(by_path(files), Reader(), frozenset())
+    selection = select_trusted(by_path(files), Reader(), Choices())
 
     assert all(is_excluded(path) for path in runtime)
     assert list(selection.trusted) == ["/etc/host.conf"]
@@ -120,7 +120,7 @@ def test_unreadable_files_are_left_out_and_reported() -> None:
     ]
 
     selection = select_trusted(
-        by_path(files), Reader(1000, frozenset({1000})), frozenset()
+        by_path(files), Reader(1000, frozenset({1000})), Choices()
     )
 
     assert list(selection.trusted) == ["/srv/group.txt", "/srv/notes.txt"]
@@ -131,7 +131,7 @@ def test_allowed_paths_are_never_trusted() -> None:
     files = [entry("/app/config.json"), entry("/app/main.py")]
 
     selection = select_trusted(
-        by_path(files), Reader(), frozenset({"/app/config.json"})
+        by_path(files), Reader(), Choices(allowed=frozenset({"/app/config.json"}))
     )
 
     assert list(selection.trusted) == ["/app/main.py"]
@@ -140,7 +140,7 @@ def test_allowed_paths_are_never_trusted() -> None:
 def test_files_without_hash_are_not_trusted() -> None:
     unhashed = Entry("/usr/share/doc/x", "file", 0o644, 0, 0, size=10)
 
-    selection = select_trusted(by_path([unhashed, entry("/x")]), Reader(), frozenset())
+    selection = select_trusted(by_path([unhashed, entry("/x")]), Reader(), Choices())
 
     assert list(selection.trusted) == ["/x"]
 
@@ -149,7 +149,7 @@ def test_trusted_files_are_sorted_with_their_hash_and_total_size() -> None:
     paths = ["/usr/bin/z", "/app/b", "/app/a", "/etc/shadow", "/lib/c"]
     files = [entry(path) for path in paths]
 
-    selection = select_trusted(by_path(files), Reader(), frozenset())
+    selection = select_trusted(by_path(files), Reader(), Choices())
 
     kept = sorted(p for p in paths if p != "/etc/shadow")
     assert list(selection.trusted) == kept
@@ -167,7 +167,7 @@ def test_only_regular_files_are_trusted() -> None:
         Entry("/app/pipe", "other", 0o644, 0, 0),
     ]
 
-    selection = select_trusted(by_path(entries), Reader(), frozenset())
+    selection = select_trusted(by_path(entries), Reader(), Choices())
 
     assert list(selection.trusted) == ["/app/main.py"]
 
@@ -186,7 +186,7 @@ def test_files_in_a_directory_the_user_cannot_search_are_unreadable() -> None:
         entry("/srv/open", 0o644),
     ]
 
-    selection = select_trusted(by_path(entries), APP, frozenset())
+    selection = select_trusted(by_path(entries), APP, Choices())
 
     assert list(selection.trusted) == ["/srv/open"]
     assert selection.unreadable == ("/root/notes.txt", "/srv/private/deep/data")
@@ -201,7 +201,7 @@ def test_search_permission_alone_is_enough_to_reach_a_file() -> None:
         entry("/home/me/own.txt", 0o600, uid=1000),
     ]
 
-    selection = select_trusted(by_path(entries), APP, frozenset())
+    selection = select_trusted(by_path(entries), APP, Choices())
 
     assert list(selection.trusted) == ["/home/me/own.txt", "/home/team/shared.txt"]
 
@@ -209,6 +209,6 @@ def test_search_permission_alone_is_enough_to_reach_a_file() -> None:
 def test_root_reaches_files_in_closed_directories() -> None:
     entries = [directory("/root", 0o700), entry("/root/notes.txt", 0o600, uid=5)]
 
-    selection = select_trusted(by_path(entries), Reader(), frozenset())
+    selection = select_trusted(by_path(entries), Reader(), Choices())
 
     assert list(selection.trusted) == ["/root/notes.txt"]

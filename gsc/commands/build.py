@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,14 @@ from gsc.distro import distro_name, library_dirs
 from gsc.engine import Engine, connect
 from gsc.entrypoint import docker_command, resolve_command
 from gsc.errors import GscError, ImageError
+from gsc.extras import Extras, extras_manifest, unhandled_volumes
 from gsc.generate import Generated, generated_manifest, user_trusted_files
 from gsc.gramine import GramineRuntime, read_runtime
 from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
 from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
 from gsc.manifest import validate as validate_manifest
 from gsc.naming import unsigned_name
-from gsc.trust import APP_FILES, Reader, is_excluded, select_trusted
+from gsc.trust import APP_FILES, Choices, Reader, select_trusted
 from gsc.ui import Ui
 from gsc.users import resolve_user
 
@@ -49,6 +48,7 @@ class BuildOptions:
     remove_intermediate: bool = False
     build_args: tuple[tuple[str, str], ...] = ()
     file_only: Path | None = None
+    extras: Extras = field(default_factory=Extras)
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,13 @@ class Plan:
     manifest_text: str
     entrypoint: list[str]
     cmd: list[str]
-    trusted_count: int
-    trusted_size: int
 
 
 def run(options: BuildOptions, config: Config, ui: Ui) -> int:
     """Build `gsc-IMAGE-unsigned`; print its name on stdout."""
-    user_manifest = load_user_manifest(options.manifest)
+    user_manifest = merge(
+        load_user_manifest(options.manifest), extras_manifest(options.extras)
+    )
     engine = connect()
     app_attrs = engine.inspect_image(options.image)
     app = image_config(options.image, app_attrs)
@@ -150,22 +150,14 @@ def _plan(
     options: BuildOptions,
     ui: Ui,
 ) -> Plan:
-    allowed = _user_allowed(user_manifest)
-    wanted = _hash_predicate(user_manifest, allowed)
-    ui.step(f"Reading and hashing the files of {app.name}")
-    progress = ui.progress("hashing", int(app_attrs.get("Size") or 0))
-    with engine.export_filesystem(app.id) as stream:
-        app_fs = read_filesystem(stream, wanted, progress.advance)
-    progress.close()
-    for name in app_fs.skipped_names[:5]:
-        ui.warn(f"not trusted: the name {name!r} is not valid UTF-8")
+    choices = _choices(user_manifest, app, options.extras, ui)
+    app_fs = _read_app(engine, app, int(app_attrs.get("Size") or 0), choices, ui)
     final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
 
     user = resolve_user(app_fs, app.user)
     command = resolve_command(final_fs, app, docker_command(app))
     ui.detail(f"the enclave runs {command.program} as {list(command.argv)}")
-    reader = Reader(user.uid, user.groups)
-    selection = select_trusted(final_fs.entries, reader, allowed)
+    selection = select_trusted(final_fs.entries, Reader(user.uid, user.groups), choices)
     if selection.unreadable:
         ui.warn(
             f"{len(selection.unreadable)} files are not trusted because user"
@@ -186,50 +178,78 @@ def _plan(
     manifest = merge(generated, user_trusted_files(user_manifest, final_fs))
     validate_manifest(manifest)
     _warn_unsafe(manifest, options, ui)
+    _summarize(manifest, final_fs, distro_name(app_fs), ui)
     entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
-    ui.step(
-        f"Trusting {len(selection.trusted)} files"
-        f" ({selection.total_size / 1e6:.1f} MB); distro"
-        f" {distro_name(app_fs) or 'unknown'}"
-    )
     return Plan(
         config=app,
         runtime=runtime,
         manifest_text=dumps(manifest),
         entrypoint=entrypoint,
         cmd=cmd,
-        trusted_count=len(selection.trusted),
-        trusted_size=selection.total_size,
     )
 
 
-def _user_allowed(user_manifest: Manifest) -> frozenset[str]:
-    allowed = (user_manifest.get("sgx") or {}).get("allowed_files") or []
-    return frozenset(
-        posixpath.normpath(uri[len("file:") :])
-        for uri in allowed
-        if isinstance(uri, str) and uri.startswith("file:") and len(uri) > len("file:")
+def _read_app(
+    engine: Engine, app: ImageConfig, size: int, choices: Choices, ui: Ui
+) -> FileSystem:
+    ui.step(f"Reading and hashing the files of {app.name}")
+    progress = ui.progress("hashing", size)
+    with engine.export_filesystem(app.id) as stream:
+        app_fs = read_filesystem(stream, choices.wants_hash, progress.advance)
+    progress.close()
+    for name in app_fs.skipped_names[:5]:
+        ui.warn(f"not trusted: the name {name!r} is not valid UTF-8")
+    return app_fs
+
+
+def _choices(
+    user_manifest: Manifest, app: ImageConfig, extras: Extras, ui: Ui
+) -> Choices:
+    sgx = user_manifest.get("sgx") or {}
+    allowed = frozenset(_paths(sgx.get("allowed_files") or []))
+    for path in sorted(allowed):
+        ui.warn(f"{path} is allowed: the enclave reads and writes it unchecked")
+    for volume in unhandled_volumes(app.volumes, extras):
+        ui.warn(
+            f"VOLUME {volume} of {app.name}: its files are not trusted; choose"
+            f" --allowed {volume}/, --encrypted-volume {volume}[:KEY] or"
+            f" --tmpfs-volume {volume}"
+        )
+    return Choices(
+        allowed=allowed,
+        trusted=frozenset(_paths(sgx.get("trusted_files") or [])),
+        exclude=extras.exclude,
+        run_time_dirs=(*app.volumes, *extras.volume_paths),
     )
 
 
-def _hash_predicate(
-    user_manifest: Manifest, allowed: frozenset[str]
-) -> Callable[[str], bool]:
-    """Hash what may be trusted; allowed files never, user-trusted ones always."""
-    listed = []
-    for item in (user_manifest.get("sgx") or {}).get("trusted_files") or []:
+def _paths(uris: list[Any]) -> list[str]:
+    """The paths of `file:` URIs (a directory keeps its trailing '/')."""
+    found = []
+    for item in uris:
         uri = item.get("uri") if isinstance(item, dict) else item
-        if isinstance(uri, str) and uri.startswith("file:"):
-            listed.append(posixpath.normpath(uri[len("file:") :] or "/"))
+        if isinstance(uri, str) and uri.startswith("file:/"):
+            found.append(uri[len("file:") :])
+    return found
 
-    def wanted(path: str) -> bool:
-        if path in allowed:
-            return False
-        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in listed):
-            return True
-        return not is_excluded(path)
 
-    return wanted
+def _summarize(manifest: Manifest, fs: FileSystem, distro: str, ui: Ui) -> None:
+    trusted = manifest.get("sgx", {}).get("trusted_files", [])
+    by_directory: dict[str, int] = {}
+    total = 0
+    for item in trusted:
+        path = item["uri"][len("file:") :] if isinstance(item, dict) else item[5:]
+        entry = fs.get(path)
+        size = entry.size if entry is not None else 0
+        total += size
+        top = "/".join(path.split("/")[:3])
+        by_directory[top] = by_directory.get(top, 0) + size
+    largest = sorted(by_directory.items(), key=lambda item: (-item[1], item[0]))[:3]
+    shown = ", ".join(f"{d} {size / 1e6:.1f} MB" for d, size in largest)
+    ui.step(
+        f"Trusting {len(trusted)} files, {total / 1e6:.1f} MB (largest: {shown});"
+        f" distro {distro or 'unknown'}"
+    )
 
 
 def _warn_unsafe(manifest: Manifest, options: BuildOptions, ui: Ui) -> None:

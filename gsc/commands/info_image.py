@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gsc.enclave import SIGSTRUCT, Enclave, read_enclave
+from gsc.enclave import SIGSTRUCT, STANDIN_WARNING, Enclave, read_enclave
 from gsc.engine import connect
 from gsc.errors import GscError, SignatureError
 from gsc.sgx.sign import verify_sigstruct
@@ -30,6 +30,8 @@ def run(options: InfoOptions, ui: Ui) -> int:
     """Print what a verifier needs to know about a GSC image's enclave."""
     engine = connect()
     enclave = read_enclave(engine, options.image)
+    if enclave.uses_standin:
+        ui.warn(f"image '{options.image}' {STANDIN_WARNING}")
     info = describe(enclave)
     if options.json:
         print(json.dumps(info, indent=4))

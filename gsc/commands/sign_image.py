@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gsc.enclave import LABEL, Enclave, read_enclave
+from gsc.enclave import LABEL, STANDIN_WARNING, Enclave, read_enclave
 from gsc.engine import Engine, connect
 from gsc.errors import GscError, ImageError, KeyFileError
 from gsc.naming import signed_name, unsigned_name
@@ -49,6 +49,8 @@ def run(options: SignOptions, ui: Ui) -> int:
     source = _unsigned_image(engine, options.image)
     ui.step(f"Measuring the enclave of {source}")
     enclave = read_enclave(engine, source)
+    if enclave.uses_standin:
+        ui.warn(f"image '{source}' {STANDIN_WARNING}")
     modulus = _modulus(private_key, public_key)
     unsigned = unsigned_sigstruct(enclave.manifest, enclave.mr_enclave, date, modulus)
     ui.detail(f"mr_enclave {enclave.mr_enclave.hex()}")
