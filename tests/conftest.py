@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -47,8 +48,14 @@ class Gsc:
     config: Path
     made: list[str] = field(default_factory=list)
 
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(self.workdir / "state")}
+    def __call__(
+        self, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "NO_COLOR": "1",
+            "XDG_STATE_HOME": str(self.workdir / "state"),
+        }
         result = subprocess.run(
             [sys.executable, "-m", "gsc", *args],
             cwd=self.workdir,
@@ -78,14 +85,15 @@ def gsc(
     runner = Gsc(workdir=tmp_path, config=config)
     yield runner
     for name in runner.made:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             docker_client.images.remove(name, force=True)
-        except docker.errors.APIError:
-            pass
 
 
 def run_image(
-    image: str, *args: str, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+    image: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`docker run` an image the way the README tells users to."""
     command = ["docker", "run", "--rm", "--security-opt", "seccomp=unconfined"]
@@ -93,3 +101,12 @@ def run_image(
         command += ["-e", f"{key}={value}"]
     command += [*extra, image, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a run that failed on bad input (exit status 1)."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]

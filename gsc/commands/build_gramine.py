@@ -130,6 +130,8 @@ def render_dockerfile(recipe: Recipe) -> str:
         loader=jinja2.PackageLoader("gsc", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
     )
     environment.filters["sh"] = shlex.quote

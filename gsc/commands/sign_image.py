@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gsc.enclave import LABEL, STANDIN_WARNING, Enclave, read_enclave
 from gsc.engine import Engine, connect
-from gsc.errors import GscError, ImageError, KeyFileError
+from gsc.errors import GscError, ImageError, KeyFileError, SignatureError
 from gsc.naming import signed_name, unsigned_name
 from gsc.sgx.keys import key_is_encrypted, load_private_key, load_public_key
 from gsc.sgx.sign import attach_signature, sign_sigstruct
@@ -61,9 +61,8 @@ def run(options: SignOptions, ui: Ui) -> int:
         sigstruct = sign_sigstruct(unsigned, private_key)
     else:
         assert public_key is not None and options.signature is not None
-        sigstruct = attach_signature(
-            unsigned, _read_signature(options.signature), public_key
-        )
+        signature = _read_signature(options.signature)
+        sigstruct = _attach(unsigned, signature, public_key)
 
     name = _finish_image(engine, enclave, sigstruct, options.image, ui)
     print(name)
@@ -177,6 +176,19 @@ def _export(unsigned: Sigstruct, target: Path, date: datetime.date, ui: Ui) -> i
     )
     print(target)
     return 0
+
+
+def _attach(
+    unsigned: Sigstruct, signature: bytes, public_key: rsa.RSAPublicKey
+) -> Sigstruct:
+    try:
+        return attach_signature(unsigned, signature, public_key)
+    except SignatureError as err:
+        raise SignatureError(
+            f"{err}; sign exactly the bytes --export-signing-data wrote, with the"
+            f" private half of --public-key, and pass the same --date"
+            f" ({unsigned.date.isoformat()} was used now)"
+        ) from None
 
 
 def _read_signature(path: Path) -> bytes:

@@ -8,13 +8,13 @@ import io
 import json
 import subprocess
 import tarfile
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+import tomllib
 
 from tests.conftest import STANDIN_GRAMINE, Gsc, run_image
 
@@ -49,11 +49,17 @@ def python_unsigned(gsc: Gsc) -> Iterator[str]:
     yield PYTHON_UNSIGNED
 
 
-def test_python_app_runs_with_its_argv_env_and_working_dir(python_unsigned: str) -> None:
+def test_python_app_runs_with_its_argv_env_and_working_dir(
+    python_unsigned: str,
+) -> None:
     native = report(run_image("gsc-test/python-app"))
     inside = report(run_image(python_unsigned, env={"GRAMINE_MODE": "direct"}))
 
-    assert inside["argv"] == native["argv"] == ["/app/report.py", "--name", "two words", ""]
+    assert (
+        inside["argv"]
+        == native["argv"]
+        == ["/app/report.py", "--name", "two words", ""]
+    )
     assert inside["cwd"] == native["cwd"] == "/app"
     assert inside["uid"] == native["uid"] == 0
     assert inside["env"]["GREETING"] == "hello world"
@@ -61,8 +67,12 @@ def test_python_app_runs_with_its_argv_env_and_working_dir(python_unsigned: str)
     assert inside["env"]["HOME"] == "/root"
 
 
-def test_runtime_arguments_are_ignored_without_insecure_args(python_unsigned: str) -> None:
-    inside = report(run_image(python_unsigned, "--other", env={"GRAMINE_MODE": "direct"}))
+def test_runtime_arguments_are_ignored_without_insecure_args(
+    python_unsigned: str,
+) -> None:
+    inside = report(
+        run_image(python_unsigned, "--other", env={"GRAMINE_MODE": "direct"})
+    )
 
     assert inside["argv"] == ["/app/report.py", "--name", "two words", ""]
 
@@ -107,10 +117,16 @@ def test_manifest_lists_each_file_once_with_its_hash(
     assert len(uris) == len(set(uris))
     assert "file:/usr/bin/python3.11" in uris
     assert "file:/app/report.py" in uris
-    assert not [u for u in uris if u.startswith(("file:/var/", "file:/proc/", "file:/etc/shadow"))]
+    assert not [
+        u
+        for u in uris
+        if u.startswith(("file:/var/", "file:/proc/", "file:/etc/shadow"))
+    ]
     assert "file:/etc/hosts" in manifest["sgx"]["allowed_files"]
     assert "file:/etc/hosts" not in uris
-    runtime = "file:/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/runtime/glibc/"
+    runtime = (
+        "file:/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/runtime/glibc/"
+    )
     assert any(u.startswith(runtime) for u in uris)
     assert manifest["libos"]["entrypoint"] == "/usr/bin/python3.11"
     assert manifest["loader"]["env"]["LD_LIBRARY_PATH"].startswith(runtime[5:-1])
@@ -164,8 +180,12 @@ def test_non_root_user_keeps_its_identity(
     assert "cannot read them" in result.stderr
 
 
-def test_insecure_args_replace_cmd(gsc: Gsc, docker_client: docker.DockerClient) -> None:
-    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-args", "latest")
+def test_insecure_args_replace_cmd(
+    gsc: Gsc, docker_client: docker.DockerClient
+) -> None:
+    docker_client.images.get("gsc-test/python-app").tag(
+        "gsc-test/python-args", "latest"
+    )
     image = "gsc-gsc-test/python-args-unsigned:latest"
     gsc.made += ["gsc-test/python-args:latest", image]
     gsc("build", "-c", str(gsc.config), "-L", "--insecure-args", "gsc-test/python-args")
@@ -178,7 +198,9 @@ def test_insecure_args_replace_cmd(gsc: Gsc, docker_client: docker.DockerClient)
 
 
 def test_user_manifest_is_merged(gsc: Gsc, docker_client: docker.DockerClient) -> None:
-    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-merge", "latest")
+    docker_client.images.get("gsc-test/python-app").tag(
+        "gsc-test/python-merge", "latest"
+    )
     image = "gsc-gsc-test/python-merge-unsigned:latest"
     gsc.made += ["gsc-test/python-merge:latest", image]
     manifest = gsc.workdir / "merge.manifest"
@@ -196,11 +218,17 @@ def test_user_manifest_is_merged(gsc: Gsc, docker_client: docker.DockerClient) -
     assert inside["env"]["PATH"].endswith(":/opt/tools")
     assert merged["sgx"]["max_threads"] == 8
     assert "file:/app/report.py" in merged["sgx"]["allowed_files"]
-    assert "file:/app/report.py" not in {e["uri"] for e in merged["sgx"]["trusted_files"]}
+    assert "file:/app/report.py" not in {
+        e["uri"] for e in merged["sgx"]["trusted_files"]
+    }
 
 
-def test_direct_mode_needs_linux_option(gsc: Gsc, docker_client: docker.DockerClient) -> None:
-    docker_client.images.get("gsc-test/python-app").tag("gsc-test/python-sgx-only", "latest")
+def test_direct_mode_needs_linux_option(
+    gsc: Gsc, docker_client: docker.DockerClient
+) -> None:
+    docker_client.images.get("gsc-test/python-app").tag(
+        "gsc-test/python-sgx-only", "latest"
+    )
     image = "gsc-gsc-test/python-sgx-only-unsigned:latest"
     gsc.made += ["gsc-test/python-sgx-only:latest", image]
     gsc("build", "-c", str(gsc.config), "gsc-test/python-sgx-only")
