@@ -192,8 +192,8 @@ def base_image(distro: Distro, registry: str) -> str:
     return prefix + distro.image
 
 
-# The C library of the distros GSC knows, beyond those it builds Gramine in:
-# (ID, VERSION_ID or its major number for RPM distros) -> glibc version.
+# The C library of the distros GSC knows, as os-release names them:
+# (ID, VERSION_ID, or its major number for RPM distros) -> glibc version.
 _GLIBC = {
     ("debian", "10"): (2, 28),
     ("debian", "11"): (2, 31),
@@ -234,14 +234,14 @@ class _System:
 
 
 def _system(name: str) -> _System:
+    """Facts about `name`: a row's name, or `ID:VERSION_ID` from os-release."""
     row = DISTROS.get(name.strip().lower())
     if row is not None:
-        os_id, version = row.os_id, row.version_id
-    else:
-        os_id, _, version = name.strip().lower().partition(":")
+        return _System(row.os_id, row.version_id, row.family, "glibc", row.glibc)
+    os_id, _, version = name.strip().lower().partition(":")
     family = _FAMILIES.get(os_id, "")
     if family == "dnf":
-        version = version.removeprefix("stream").split(".")[0]
+        version = version.split(".")[0]
     libc = "musl" if os_id in _MUSL else ("glibc" if family else "")
     return _System(os_id, version, family, libc, _GLIBC.get((os_id, version)))
 

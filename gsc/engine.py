@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ _LAYER_LINE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 # A command for containers that are created to be read and are never started.
 _NEVER_RUN = ["/gsc-container-is-never-started"]
 _CHUNK = 1 << 20
+_TEMPORARY = "gsc.temporary"
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,33 @@ class Engine:
 
     @contextmanager
     def _created_container(self, image_id: str) -> Iterator[str]:
+        # The label finds the container again if an interruption arrives
+        # after the engine made it but before its ID came back.
+        token = uuid.uuid4().hex
         try:
-            created = self._api.create_container(image_id, command=_NEVER_RUN)
+            created = self._api.create_container(
+                image_id, command=_NEVER_RUN, labels={_TEMPORARY: token}
+            )
         except docker.errors.APIError as err:
             raise EngineError(
                 f"cannot read image {image_id[:19]}: {_explain(err)}"
             ) from err
+        except BaseException:
+            self._remove_labelled(token)
+            raise
         container_id: str = created["Id"]
         try:
             yield container_id
         finally:
             self._remove_container(container_id)
+
+    def _remove_labelled(self, token: str) -> None:
+        with suppress(docker.errors.APIError, requests.exceptions.RequestException):
+            found = self._api.containers(
+                all=True, filters={"label": f"{_TEMPORARY}={token}"}
+            )
+            for container in found:
+                self._remove_container(container["Id"])
 
     def _remove_container(self, container_id: str) -> None:
         with suppress(docker.errors.APIError, requests.exceptions.RequestException):
@@ -125,9 +143,32 @@ class Engine:
         nocache: bool,
         on_line: Callable[[str], None],
         network_mode: str | None = None,
+        keep: tuple[str, ...] = (),
     ) -> BuildResult:
-        """Build the Dockerfile in `context`; the result is left untagged."""
+        """Build the Dockerfile in `context`; the result is left untagged.
+
+        If the build fails or is interrupted, the images it made so far are
+        removed again (never those in `keep`, nor any that carry a tag).
+        """
         layers: list[str] = []
+        try:
+            return self._build(
+                context, layers, buildargs, labels, nocache, on_line, network_mode
+            )
+        except BaseException:
+            self.discard(layers, keep)
+            raise
+
+    def _build(
+        self,
+        context: Path,
+        layers: list[str],
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        nocache: bool,
+        on_line: Callable[[str], None],
+        network_mode: str | None,
+    ) -> BuildResult:
         image_id = ""
         try:
             for chunk in self._api.build(
@@ -154,6 +195,15 @@ class Engine:
                 "image build ended without an image; run with -v to see why"
             )
         return BuildResult(image_id, tuple(layers))
+
+    def discard(self, image_ids: list[str], keep: tuple[str, ...] = ()) -> None:
+        """Remove untagged images made by a build, newest first; keep the rest."""
+        for image_id in reversed(image_ids):
+            short = image_id.removeprefix("sha256:")
+            if any(k.removeprefix("sha256:").startswith(short) for k in keep):
+                continue
+            if not self.image_tags(image_id):
+                self.remove_image(image_id)
 
     def tag(self, image_id: str, name: str) -> None:
         repository, tag = split_reference(name)

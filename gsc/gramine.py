@@ -67,10 +67,16 @@ def read_runtime(
     labels: Mapping[str, str] = (attrs.get("Config") or {}).get("Labels") or {}
     prefix = labels.get(LABEL + "prefix", DEFAULT_PREFIX).rstrip("/") or "/"
     image_id = str(attrs["Id"])
-    with engine.archive(image_id, prefix) as stream:
-        files = read_filesystem(
-            stream, lambda path: True, on_bytes, base=posixpath.dirname(prefix)
-        )
+    try:
+        with engine.archive(image_id, prefix) as stream:
+            files = read_filesystem(
+                stream, lambda path: True, on_bytes, base=posixpath.dirname(prefix)
+            )
+    except ImageError as err:
+        raise ImageError(
+            f"Gramine image '{name}': no Gramine installation at {prefix}; make one"
+            " with 'gsc build-gramine NAME' and set Gramine.Image to it"
+        ) from err
     pkglibdir = _pkglibdir(files, prefix, labels.get(LABEL + "libdir"), name)
     runtime = GramineRuntime(image_id, name, prefix, pkglibdir, files, labels)
     runtime.check()

@@ -49,12 +49,13 @@ class Gsc:
     made: list[str] = field(default_factory=list)
 
     def __call__(
-        self, *args: str, check: bool = True
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
             "NO_COLOR": "1",
             "XDG_STATE_HOME": str(self.workdir / "state"),
+            **(env or {}),
         }
         result = subprocess.run(
             [sys.executable, "-m", "gsc", *args],

@@ -342,20 +342,21 @@ def _build(
 ) -> str:
     name = unsigned_name(options.image)
     ui.step(f"Building {name}")
+    keep = (plan.config.id, plan.runtime.image_id)
     result = engine.build(
         context,
         buildargs=dict(options.build_args),
         labels=labels(plan, options),
         nocache=options.no_cache,
         on_line=ui.detail,
+        keep=keep,
     )
-    engine.tag(result.image_id, name)
+    try:
+        engine.tag(result.image_id, name)
+    except BaseException:
+        engine.discard([*result.layer_ids, result.image_id], keep)
+        raise
     if options.remove_intermediate:
-        keep = (result.image_id, plan.config.id, plan.runtime.image_id)
-        for layer in result.layer_ids:
-            if any(k[len("sha256:") :].startswith(layer) for k in keep):
-                continue
-            if not engine.image_tags(layer):
-                engine.remove_image(layer)
+        engine.discard(list(result.layer_ids), (*keep, result.image_id))
     ui.step(f"Built {name} ({result.image_id[7:19]})")
     return name

@@ -19,7 +19,7 @@ import jinja2
 from gsc.config import Config
 from gsc.distros import LABEL, Distro, base_image, lookup
 from gsc.engine import Engine, connect
-from gsc.errors import EngineError, GscError
+from gsc.errors import EngineError, ImageError
 from gsc.gramine import DEFAULT_PREFIX
 from gsc.gramine_source import UNKNOWN_COMMIT, GramineSource, locate, stage
 from gsc.ui import Ui
@@ -27,9 +27,10 @@ from gsc.ui import Ui
 SOURCE_DIR = "/gramine/source"
 BUILD_DIR = "/gramine/build"
 COMMIT_FILE = "/gramine/source-commit"
+_HOST = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_NAME = re.compile(
-    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    rf"^(?:(?:{_HOST}|[A-Za-z0-9-]+:[0-9]+)/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
 )
 _COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -86,7 +87,7 @@ def run(options: BuildGramineOptions, config: Config, ui: Ui) -> int:
 
 def check_image_name(name: str) -> None:
     if not _IMAGE_NAME.match(name):
-        raise GscError(
+        raise ImageError(
             f"IMAGE-NAME '{name}': not a valid image name (lowercase letters,"
             " digits, '.', '_', '-' and '/', then an optional ':tag')"
         )
@@ -141,8 +142,6 @@ def render_dockerfile(recipe: Recipe) -> str:
         distro=recipe.distro,
         base_image=recipe.base_image,
         source=source,
-        source_text=_source_text(source),
-        network_text=_network_text(recipe),
         build_packages=_build_packages(recipe),
         buildtype=recipe.buildtype,
         direct=recipe.direct,
@@ -159,27 +158,6 @@ def write_context(context: Path, recipe: Recipe) -> None:
     """Write the Dockerfile and copy a source from the host beside it."""
     (context / "Dockerfile").write_text(render_dockerfile(recipe), "utf-8")
     stage(recipe.source, context)
-
-
-def _source_text(source: GramineSource) -> str:
-    if source.is_git:
-        return f"{source.location} at {source.ref}"
-    commit = "" if source.commit == UNKNOWN_COMMIT else f", commit {source.commit}"
-    return (
-        f"{source.context_name} in this build context, a copy of a {source.kind}"
-        f" on the host{commit}"
-    )
-
-
-def _network_text(recipe: Recipe) -> str:
-    needs = ["the distro's package mirror"]
-    if recipe.distro.pip_packages:
-        needs.append("PyPI")
-    if recipe.source.is_git:
-        needs.append("the git repository and the hosts of Gramine's subprojects")
-    else:
-        needs.append("nothing else (--wrap-mode=nodownload)")
-    return ", ".join(needs[:-1]) + " and " + needs[-1]
 
 
 def _build_packages(recipe: Recipe) -> tuple[str, ...]:
@@ -222,7 +200,6 @@ def _build(
     )
     if not engine.image_exists(recipe.base_image):
         ui.step(f"{recipe.base_image} is not in the local engine; the engine pulls it")
-    layers: list[str] = []
     with _replayed_on_failure(ui) as on_line:
         result = engine.build(
             scratch / "context",
@@ -232,12 +209,12 @@ def _build(
             on_line=on_line,
             network_mode="host",
         )
-        layers += result.layer_ids
         image_id = result.image_id
         if recipe.source.is_git:
             image_id = _label_commit(engine, scratch, image_id, on_line)
     if options.remove_intermediate:
-        _remove_intermediate(engine, layers, (image_id, recipe.base_image))
+        keep = (image_id, recipe.base_image)
+        _remove_intermediate(engine, result.layer_ids, keep)
     return image_id
 
 
@@ -288,11 +265,15 @@ def _read_commit(engine: Engine, image_id: str) -> str:
 
 
 def _remove_intermediate(
-    engine: Engine, layers: list[str], keep: tuple[str, ...]
+    engine: Engine, layers: tuple[str, ...], keep: tuple[str, ...]
 ) -> None:
-    """Remove the untagged images of the build that nothing else uses."""
+    """Remove the untagged images of the build that nothing else uses.
+
+    Last first: an image is removable only once the images made from it are
+    gone.
+    """
     kept = {engine.inspect_image(name)["Id"] for name in keep}
-    for layer in layers:
+    for layer in reversed(dict.fromkeys(layers)):
         if any(k.removeprefix("sha256:").startswith(layer) for k in kept):
             continue
         if not engine.image_tags(layer):

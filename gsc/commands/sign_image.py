@@ -222,9 +222,18 @@ def _finish_image(
             encoding="utf-8",
         )
         result = engine.build(
-            context, buildargs={}, labels=labels, nocache=False, on_line=ui.detail
+            context,
+            buildargs={},
+            labels=labels,
+            nocache=False,
+            on_line=ui.detail,
+            keep=(enclave.image_id,),
         )
-    engine.tag(result.image_id, name)
+    try:
+        engine.tag(result.image_id, name)
+    except BaseException:
+        engine.discard([*result.layer_ids, result.image_id], (enclave.image_id,))
+        raise
     ui.step(f"Signed {name}: mr_enclave {sigstruct.mr_enclave.hex()}")
     return name
 

@@ -1,0 +1,458 @@
+"""Hash the files of a tar stream on every core, with the memory in flight bounded.
+
+One reader thread walks the tar stream and hands the bytes of each regular
+file to a pool of worker threads; `hashlib` lets go of the interpreter lock
+while it hashes a large buffer, so the workers hash in parallel. Small files
+travel in batches, to spend less time handing over than hashing; a file
+larger than a chunk is fed chunk by chunk, in order, to one hash object that
+one worker at a time advances, so it is never held whole. The bytes handed
+over and not yet hashed never exceed the pool's budget: the reader waits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import queue
+import tarfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Protocol
+
+from gsc.errors import ImageError
+from gsc.image import (
+    _KEPT_FILES,
+    HEAD_SIZE,
+    Entry,
+    FileSystem,
+    WantsHash,
+    _ChunkReader,
+    _has_bad_name,
+    _keeps_content,
+)
+
+DEFAULT_BUDGET = 64 << 20
+DEFAULT_CHUNK = 1 << 20
+# Files smaller than this are hashed by the reader itself.
+DEFAULT_INLINE_LIMIT = 256 << 10
+_TAR_BUFFER = 262144
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+def _ignore(size: int) -> None:
+    """Progress that nobody watches."""
+
+
+class Digest:
+    """The SHA-256 of one file, known once its pool has hashed it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def hexdigest(self) -> str:
+        if not self._value:
+            raise RuntimeError("digest read before its pool finished hashing")
+        return self._value
+
+
+class _Work(Protocol):
+    def run(self, pool: HashPool) -> None: ...
+
+
+class _Whole:
+    """A file given whole, hashed by one worker in one go."""
+
+    def __init__(self, data: bytes) -> None:
+        self.digest = Digest()
+        self._data = data
+
+    def run(self, pool: HashPool) -> None:
+        self.digest._value = hashlib.sha256(self._data).hexdigest()
+        pool._finished(len(self._data), 1)
+
+
+class Strand:
+    """One large file, fed in chunks and hashed in order by one worker at a time."""
+
+    def __init__(self, pool: HashPool) -> None:
+        self.digest = Digest()
+        self._pool = pool
+        self._hash = hashlib.sha256()
+        self._chunks: deque[bytes | None] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Hand over the next chunk; waits while the pool's budget is spent."""
+        self._pool.bytes_hashed += len(chunk)
+        self._pool._reserve(len(chunk))
+        self._push(chunk)
+
+    def finish(self) -> Digest:
+        """Say the file has ended; its digest is known after `HashPool.wait`."""
+        self._push(None)
+        return self.digest
+
+    def _push(self, chunk: bytes | None) -> None:
+        with self._lock:
+            self._chunks.append(chunk)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._pool._submit(self)
+
+    def run(self, pool: HashPool) -> None:
+        while True:
+            with self._lock:
+                if not self._chunks:
+                    self._scheduled = False
+                    return
+                chunk = self._chunks.popleft()
+            if chunk is None:
+                self.digest._value = self._hash.hexdigest()
+                pool._finished(0, 1)
+            else:
+                self._hash.update(chunk)
+                pool._finished(len(chunk), 0)
+
+
+class HashPool:
+    """Worker threads that hash files handed to them, in any number at once.
+
+    `workers=0` hashes in the calling thread, for comparison. Counters say how
+    many files and bytes were handed over, and the most bytes ever in flight.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        budget: int = DEFAULT_BUDGET,
+        chunk: int = DEFAULT_CHUNK,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> None:
+        self.chunk = chunk
+        self.inline_limit = inline_limit
+        self.files_hashed = 0
+        self.bytes_hashed = 0
+        self.peak_in_flight = 0
+        self._budget = max(budget, chunk)
+        self._in_flight = 0
+        self._unfinished = 0
+        self._error: BaseException | None = None
+        self._condition = threading.Condition()
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        count = (os.cpu_count() or 1) if workers is None else workers
+        self._threads = [
+            threading.Thread(target=self._work, name=f"gsc-hash-{n}", daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> HashPool:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def whole(self, data: bytes) -> Digest:
+        """Hash a file given whole; its digest is known after `wait`."""
+        self.files_hashed += 1
+        self.bytes_hashed += len(data)
+        if len(data) < self.inline_limit or not self._threads:
+            # Handing a small file over would cost the reader more than
+            # hashing it, and a worker would wait for the interpreter lock.
+            return Digest(hashlib.sha256(data).hexdigest())
+        work = _Whole(data)
+        self._reserve(len(data), files=1)
+        self._queue.put(work)
+        return work.digest
+
+    def strand(self) -> Strand:
+        """Start a file too large to be held whole."""
+        self.files_hashed += 1
+        with self._condition:
+            self._unfinished += 1
+        return Strand(self)
+
+    def wait(self) -> None:
+        """Wait until every file handed over so far is hashed."""
+        with self._condition:
+            while self._unfinished and self._error is None:
+                self._condition.wait()
+            self._raise_failure()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _reserve(self, size: int, files: int = 0) -> None:
+        with self._condition:
+            self._unfinished += files
+            while (
+                self._in_flight
+                and self._in_flight + size > self._budget
+                and self._error is None
+            ):
+                self._condition.wait()
+            self._raise_failure()
+            self._in_flight += size
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _submit(self, work: _Work) -> None:
+        if self._threads:
+            self._queue.put(work)
+        else:
+            work.run(self)
+
+    def _finished(self, size: int, files: int) -> None:
+        with self._condition:
+            self._in_flight -= size
+            self._unfinished -= files
+            self._condition.notify_all()
+
+    def _work(self) -> None:
+        while (work := self._queue.get()) is not None:
+            try:
+                work.run(self)
+            except BaseException as err:  # the reader re-raises it
+                with self._condition:
+                    self._error = self._error or err
+                    self._condition.notify_all()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("a hashing thread failed") from self._error
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A tar member as read; a regular file's digest may still be in the pool."""
+
+    path: str
+    kind: str  # an Entry's kind, or "link", "whiteout", "opaque", "skipped"
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    target: str = ""  # a symbolic link's target, or a hard link's absolute path
+    digest: Digest | None = None
+    head: bytes = b""
+    kept: bytes | None = None
+
+
+def read_records(
+    source: IO[bytes] | io.RawIOBase,
+    wants_hash: WantsHash,
+    pool: HashPool,
+    on_bytes: Callable[[int], None] = _ignore,
+    *,
+    base: str = "/",
+    layer: bool = False,
+    what: str = "the image's file system",
+) -> list[Record]:
+    """Read a tar stream's members in order, handing the files to hash to `pool`.
+
+    With `layer`, the names that mark whiteouts and opaque directories become
+    records of those kinds. Digests are known after `pool.wait()`.
+    """
+    reader = _MemberReader(wants_hash, pool, on_bytes, base, layer)
+    records: list[Record] = []
+    try:
+        with tarfile.open(
+            fileobj=source, mode="r|*", bufsize=_TAR_BUFFER, errors="surrogateescape"
+        ) as tar:
+            for member in tar:
+                record = reader.read(tar, member)
+                if record is not None:
+                    records.append(record)
+    except tarfile.TarError as err:
+        raise ImageError(f"cannot read {what}: {err}") from err
+    return records
+
+
+class _MemberReader:
+    """Turns tar members into records, the way `gsc.image.read_filesystem` does."""
+
+    def __init__(
+        self,
+        wants_hash: WantsHash,
+        pool: HashPool,
+        on_bytes: Callable[[int], None],
+        base: str,
+        layer: bool,
+    ) -> None:
+        self._wants_hash = wants_hash
+        self._pool = pool
+        self._on_bytes = on_bytes
+        self._base = base
+        self._layer = layer
+
+    def read(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Record | None:
+        path = posixpath.normpath(posixpath.join(self._base, member.name))
+        if self._layer and posixpath.basename(path).startswith(WHITEOUT):
+            return _marker(path)
+        if self._layer and "/.wh..wh." in path:
+            return None
+        if _has_bad_name(path):
+            return Record(path, "skipped")
+        if member.isreg():
+            return self._file(tar, member, path)
+        kind, target = "other", ""
+        if member.islnk():
+            kind = "link"
+            target = posixpath.normpath(posixpath.join(self._base, member.linkname))
+        elif member.issym():
+            kind, target = "symlink", member.linkname
+        elif member.isdir():
+            kind = "dir"
+        return Record(path, kind, member.mode, member.uid, member.gid, target=target)
+
+    def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> Record:
+        keep = _keeps_content(path, member.size)
+        executable = bool(member.mode & 0o111)
+        owner = (member.mode, member.uid, member.gid, member.size)
+        if not (keep or executable or self._wants_hash(path)):
+            return Record(path, "file", *owner)
+        source = tar.extractfile(member)
+        assert source is not None
+        if member.size <= self._pool.chunk:
+            data = source.read()
+            self._on_bytes(len(data))
+            head = data[:HEAD_SIZE] if executable else b""
+            digest = self._pool.whole(data)
+            return Record(
+                path, "file", *owner, "", digest, head, data if keep else None
+            )
+        return self._large_file(source, path, owner, keep, executable)
+
+    def _large_file(
+        self,
+        source: IO[bytes],
+        path: str,
+        owner: tuple[int, int, int, int],
+        keep: bool,
+        executable: bool,
+    ) -> Record:
+        strand = self._pool.strand()
+        head = b""
+        kept = bytearray()
+        while block := source.read(self._pool.chunk):
+            if not head and executable:
+                head = block[:HEAD_SIZE]
+            if keep:
+                kept += block
+            strand.feed(block)
+            self._on_bytes(len(block))
+        digest = strand.finish()
+        return Record(
+            path, "file", *owner, "", digest, head, bytes(kept) if keep else None
+        )
+
+
+def _marker(path: str) -> Record | None:
+    directory, name = posixpath.split(path)
+    if name == OPAQUE:
+        return Record(directory, "opaque")
+    if name.startswith(".wh..wh."):
+        # The storage driver's own bookkeeping (aufs), not a file of the image.
+        return None
+    return Record(posixpath.join(directory, name[len(WHITEOUT) :]), "whiteout")
+
+
+@dataclass
+class Entries:
+    """Records turned into entries, in tar order, once their digests are known."""
+
+    entries: dict[str, Entry]
+    contents: dict[str, bytes]
+    skipped_names: list[str]
+
+
+def build_entries(records: Iterable[Record]) -> Entries:
+    """Entries of the records after `HashPool.wait`; hard links point back.
+
+    A hard link becomes a copy of the file it names among the records before
+    it, as `gsc.image.read_filesystem` makes it; whiteouts are left out.
+    """
+    built = Entries({}, {}, [])
+    for record in records:
+        if record.kind == "skipped":
+            built.skipped_names.append(record.path)
+        elif record.kind == "link":
+            built.entries[record.path] = _linked(record, built)
+        elif record.kind not in ("whiteout", "opaque"):
+            built.entries[record.path] = _entry(record)
+            if record.kept is not None:
+                built.contents[record.path] = record.kept
+    return built
+
+
+def _entry(record: Record) -> Entry:
+    return Entry(
+        path=record.path,
+        kind=record.kind,
+        mode=record.mode,
+        uid=record.uid,
+        gid=record.gid,
+        size=record.size,
+        target=record.target,
+        sha256=record.digest.hexdigest() if record.digest is not None else "",
+        head=record.head,
+    )
+
+
+def _linked(record: Record, built: Entries) -> Entry:
+    target = built.entries.get(record.target)
+    if target is None or target.kind != "file":
+        return Entry(record.path, "other", record.mode, record.uid, record.gid)
+    if record.path in _KEPT_FILES and target.path in built.contents:
+        built.contents[record.path] = built.contents[target.path]
+    return Entry(
+        path=record.path,
+        kind="file",
+        mode=record.mode,
+        uid=record.uid,
+        gid=record.gid,
+        size=target.size,
+        sha256=target.sha256,
+        head=target.head,
+    )
+
+
+def read_tree(
+    stream: Iterable[bytes],
+    wants_hash: WantsHash,
+    on_bytes: Callable[[int], None] = _ignore,
+    base: str = "/",
+    pool: HashPool | None = None,
+) -> FileSystem:
+    """`gsc.image.read_filesystem`, with the files hashed by a pool of threads."""
+    own = pool is None
+    pool = pool if pool is not None else HashPool()
+    try:
+        records = read_records(
+            _ChunkReader(stream), wants_hash, pool, on_bytes, base=base
+        )
+        pool.wait()
+    finally:
+        if own:
+            pool.close()
+    built = build_entries(records)
+    return FileSystem(built.entries, built.contents, built.skipped_names)

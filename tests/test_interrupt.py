@@ -1,0 +1,109 @@
+"""SIGINT and SIGTERM at each stage of `gsc build` and `gsc sign-image`: no
+temporary directory, no dangling image, no container is left behind, and the
+good image already under the tag survives. Real engine, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import Gsc
+from tests.test_bad_input import engine_state
+
+pytestmark = pytest.mark.engine
+
+APP = "gsc-test/python-interrupt"
+UNSIGNED = "gsc-gsc-test/python-interrupt-unsigned:latest"
+SIGNED = "gsc-gsc-test/python-interrupt:latest"
+
+
+@pytest.fixture(scope="module")
+def good_images(
+    gsc: Gsc,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Path]:
+    docker_client.images.get("gsc-test/python-app").tag(APP, "latest")
+    gsc.made += [f"{APP}:latest", UNSIGNED, SIGNED]
+    key = tmp_path_factory.mktemp("interrupt") / "key.pem"
+    gsc("build", "-c", str(gsc.config), "-L", APP)
+    gsc("generate-key", str(key))
+    gsc("sign-image", APP, str(key))
+    yield key
+
+
+def interrupt(
+    gsc: Gsc, args: list[str], marker: str, signum: int, delay: float, scratch: Path
+) -> int:
+    """Start gsc, wait for a step line containing `marker`, then send `signum`."""
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(scratch)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gsc", *args],
+        cwd=gsc.workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if marker in line:
+            break
+    else:
+        process.wait()
+        pytest.fail(f"gsc ended before '{marker}': {''.join(seen)}")
+    time.sleep(delay)
+    process.send_signal(signum)
+    process.stderr.read()
+    return process.wait(timeout=120)
+
+
+STAGES = [
+    ("build-inspect", "build", "Reading the Gramine runtime", 0.0),
+    ("build-hash", "build", "Reading and hashing", 0.3),
+    ("build-engine", "build", "Step 4/", 0.0),
+    ("sign-measure", "sign", "Measuring", 0.0),
+    ("sign-engine", "sign", "Step 2/", 0.0),
+]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize(
+    ("stage", "command", "marker", "delay"), STAGES, ids=[s[0] for s in STAGES]
+)
+def test_interruption_leaves_nothing_behind(
+    stage: str,
+    command: str,
+    marker: str,
+    delay: float,
+    signum: int,
+    gsc: Gsc,
+    good_images: Path,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    if command == "build":
+        args = ["-v", "build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+    else:
+        args = ["-v", "sign-image", APP, str(good_images)]
+    before = engine_state(docker_client)
+    good = {name: docker_client.images.get(name).id for name in (UNSIGNED, SIGNED)}
+
+    status = interrupt(gsc, args, marker, signum, delay, scratch)
+
+    assert status in (130, 143), status
+    assert list(scratch.iterdir()) == []
+    assert engine_state(docker_client) == before
+    assert {name: docker_client.images.get(name).id for name in good} == good
