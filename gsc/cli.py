@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import signal
@@ -425,7 +426,9 @@ def _run_build(args: argparse.Namespace, ui: Ui) -> int:
         file_only=args.file_only,
         extras=_extras(args),
     )
-    return build.run(options, _config(args, ui), ui)
+    config = _config(args, ui)
+    options = dataclasses.replace(options, distro=config.distro)
+    return build.run(options, config, ui)
 
 
 def _extras(args: argparse.Namespace) -> Extras:

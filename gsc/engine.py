@@ -170,6 +170,7 @@ class Engine:
         network_mode: str | None,
     ) -> BuildResult:
         image_id = ""
+        log = _BuildLog(layers, on_line)
         try:
             for chunk in self._api.build(
                 path=str(context),
@@ -182,7 +183,7 @@ class Engine:
                 decode=True,
                 network_mode=network_mode,
             ):
-                image_id = _read_build_chunk(chunk, layers, on_line) or image_id
+                image_id = log.feed(chunk) or image_id
         except docker.errors.APIError as err:
             raise EngineError(f"image build failed: {_explain(err)}") from err
         except requests.exceptions.RequestException as err:
@@ -228,22 +229,36 @@ class Engine:
         return tags
 
 
-def _read_build_chunk(
-    chunk: dict[str, Any], layers: list[str], on_line: Callable[[str], None]
-) -> str:
-    if "error" in chunk:
-        detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-        raise EngineError(f"image build failed: {str(detail).strip()}")
-    for line in str(chunk.get("stream", "")).splitlines():
+class _BuildLog:
+    """Follows a build's output: the images it made and the one it ended with."""
+
+    def __init__(self, layers: list[str], on_line: Callable[[str], None]) -> None:
+        self.layers = layers  # made by this build; cache hits and bases excluded
+        self._on_line = on_line
+        self._reused = False
+
+    def feed(self, chunk: dict[str, Any]) -> str:
+        if "error" in chunk:
+            detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+            raise EngineError(f"image build failed: {str(detail).strip()}")
+        for line in str(chunk.get("stream", "")).splitlines():
+            self._line(line)
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
+            return str(aux["ID"])
+        return ""
+
+    def _line(self, line: str) -> None:
+        base = line.startswith("Step ") and " : FROM " in line
+        if base or line.strip() == "---> Using cache":
+            self._reused = True
         match = _LAYER_LINE.match(line)
         if match:
-            layers.append(match.group(1))
+            if not self._reused:
+                self.layers.append(match.group(1))
+            self._reused = False
         if line.strip():
-            on_line(line.rstrip())
-    aux = chunk.get("aux")
-    if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
-        return str(aux["ID"])
-    return ""
+            self._on_line(line.rstrip())
 
 
 def _single_file(archive: bytes) -> bytes | None:

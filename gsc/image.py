@@ -24,6 +24,10 @@ _KEPT_FILES = (
     "/etc/passwd",
     "/etc/group",
     "/etc/ld.so.conf",
+    "/etc/ld-musl-x86_64.path",
+    "/etc/alpine-release",
+    "/etc/redhat-release",
+    "/etc/debian_version",
 )
 _KEPT_DIRS = ("/etc/ld.so.conf.d/",)
 _KEPT_LIMIT = 1 << 20

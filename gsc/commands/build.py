@@ -16,6 +16,7 @@ import jinja2
 from gsc import __version__
 from gsc.config import Config
 from gsc.distro import distro_name, library_dirs
+from gsc.distros import compatibility_problem
 from gsc.engine import Engine, connect
 from gsc.entrypoint import docker_command, resolve_command
 from gsc.errors import GscError, ImageError
@@ -49,6 +50,7 @@ class BuildOptions:
     build_args: tuple[tuple[str, str], ...] = ()
     file_only: Path | None = None
     extras: Extras = field(default_factory=Extras)
+    distro: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,12 @@ def _plan(
 ) -> Plan:
     choices = _choices(user_manifest, app, options.extras, ui)
     app_fs = _read_app(engine, app, int(app_attrs.get("Size") or 0), choices, ui)
+    distro = options.distro if options.distro != "auto" else distro_name(app_fs)
+    problem = compatibility_problem(
+        runtime.labels, distro, options.debug, options.linux
+    )
+    if problem:
+        raise ImageError(f"Gramine image '{runtime.name}': {problem}")
     final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
 
     user = resolve_user(app_fs, app.user)

@@ -213,8 +213,7 @@ def _build(
         if recipe.source.is_git:
             image_id = _label_commit(engine, scratch, image_id, on_line)
     if options.remove_intermediate:
-        keep = (image_id, recipe.base_image)
-        _remove_intermediate(engine, result.layer_ids, keep)
+        engine.discard(list(result.layer_ids), (image_id,))
     return image_id
 
 
@@ -262,19 +261,3 @@ def _read_commit(engine: Engine, image_id: str) -> str:
         file = archive.extractfile(member) if member is not None else None
         text = file.read(200).decode("ascii", "replace").strip() if file else ""
     return text if _COMMIT.match(text) else UNKNOWN_COMMIT
-
-
-def _remove_intermediate(
-    engine: Engine, layers: tuple[str, ...], keep: tuple[str, ...]
-) -> None:
-    """Remove the untagged images of the build that nothing else uses.
-
-    Last first: an image is removable only once the images made from it are
-    gone.
-    """
-    kept = {engine.inspect_image(name)["Id"] for name in keep}
-    for layer in reversed(dict.fromkeys(layers)):
-        if any(k.removeprefix("sha256:").startswith(layer) for k in kept):
-            continue
-        if not engine.image_tags(layer):
-            engine.remove_image(layer)

@@ -1,0 +1,76 @@
+# Gramine v1.9 for GSC, compiled from source on debian:12 and
+# installed under /gramine/meson_build_output. Written by gsc build-gramine.
+#
+# Source: the directory gramine-source/ beside this Dockerfile, copied
+# from the host.
+#
+# What the build downloads:
+# - the distro's packages (give a proxy with --build-arg http_proxy=...
+#   --build-arg https_proxy=...);
+# - nothing else: meson runs with --wrap-mode=nodownload and takes Gramine's
+#   subprojects from subprojects/packagecache/ in the source.
+
+# What the installed Gramine needs at run time, and a C compiler with a static
+# C library: gsc build compiles its launcher in a stage based on this image.
+FROM gsc-test/debian:12 AS gramine-runtime
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends \
+        gcc \
+        libc6-dev \
+        libprotobuf-c1 \
+        python3 \
+        python3-click \
+        python3-cryptography \
+        python3-jinja2 \
+        python3-pyelftools \
+        python3-tomli \
+        python3-tomli-w \
+        python3-voluptuous \
+    && rm -rf /var/lib/apt/lists/*
+
+# The compile stage: build tools, Gramine's source, meson and ninja.
+FROM gramine-runtime AS gramine-compile
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends \
+        autoconf \
+        bison \
+        g++ \
+        gawk \
+        libprotobuf-c-dev \
+        make \
+        meson \
+        nasm \
+        ninja-build \
+        patch \
+        pkg-config \
+        protobuf-c-compiler \
+        protobuf-compiler \
+        python3-protobuf \
+    && rm -rf /var/lib/apt/lists/*
+
+# Gramine's source, configured, compiled and installed under the prefix.
+COPY gramine-source/ /gramine/source/
+WORKDIR /gramine/source
+RUN meson setup /gramine/build \
+        --prefix=/gramine/meson_build_output \
+        --libdir=lib/x86_64-linux-gnu \
+        --buildtype=debug \
+        --wrap-mode=nodownload \
+        -Dsgx=enabled \
+        -Ddirect=disabled
+RUN ninja -C /gramine/build \
+    && ninja -C /gramine/build install
+
+# The Gramine image: the run-time stage plus the installed Gramine.
+FROM gramine-runtime
+COPY --from=gramine-compile /gramine/meson_build_output/ /gramine/meson_build_output/
+ENV PATH=/gramine/meson_build_output/bin:${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
+LABEL gsc.gramine.version="v1.9" \
+      gsc.gramine.commit="unknown" \
+      gsc.gramine.buildtype="debug" \
+      gsc.gramine.distro="debian:12" \
+      gsc.gramine.direct="false" \
+      gsc.gramine.prefix="/gramine/meson_build_output" \
+      gsc.gramine.libdir="lib/x86_64-linux-gnu" \
+      gsc.gramine.standin="false" \
+      gsc.gramine.libc="glibc"
