@@ -68,11 +68,58 @@ def _environment(g: Generated) -> dict[str, str]:
     env = dict(g.config.env)
     env.setdefault("PATH", g.config.path_variable)
     env.setdefault("HOME", g.user.home)
-    libraries = [g.runtime.runtime_glibc]
+    libraries = [runtime_libc(g.runtime)]
     libraries += [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d]
     libraries += [d for d in g.library_dirs if d not in libraries]
     env["LD_LIBRARY_PATH"] = ":".join(libraries)
     return env
+
+
+def runtime_libc(runtime: GramineRuntime) -> str:
+    """The directory of Gramine's patched C library, first in LD_LIBRARY_PATH.
+
+    glibc's, unless the Gramine image was built with musl's runtime (its
+    `gsc.gramine.libc` label says so, or it has no glibc runtime at all).
+    """
+    musl = f"{runtime.pkglibdir}/runtime/musl"
+    if runtime.files.get(musl) is None:
+        return runtime.runtime_glibc
+    labelled = runtime.labels.get("gsc.gramine.libc") == "musl"
+    if labelled or runtime.files.get(runtime.runtime_glibc) is None:
+        return musl
+    return runtime.runtime_glibc
+
+
+def check_program_trusted(manifest: Manifest, command: Command, fs: FileSystem) -> None:
+    """Fail unless the enclave may open the program and the scripts it runs.
+
+    A program left out of the trusted files (by --exclude, by lying in a
+    directory GSC never trusts, or by being unreadable by the image's user)
+    would stop the enclave at start; say so at build time instead.
+    """
+    sgx = manifest.get("sgx") or {}
+    trusted = {
+        item.get("uri") if isinstance(item, dict) else item
+        for item in sgx.get("trusted_files") or []
+    }
+    allowed = [
+        uri[len("file:") :]
+        for uri in sgx.get("allowed_files") or []
+        if isinstance(uri, str) and uri.startswith("file:")
+    ]
+    for path in (command.program, *(fs.resolve(s) for s in command.scripts)):
+        if f"file:{path}" in trusted or any(_below(path, a) for a in allowed):
+            continue
+        raise ManifestError(
+            f"program {path} is not a trusted file (left out by --exclude, in a"
+            " directory GSC never trusts, or unreadable by the image's user);"
+            f" trust it with --trusted {path}"
+        )
+
+
+def _below(path: str, allowed: str) -> bool:
+    top = allowed.rstrip("/")
+    return path == top or path.startswith(top + "/")
 
 
 def user_trusted_files(user: Manifest, fs: FileSystem) -> Manifest:

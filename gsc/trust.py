@@ -99,8 +99,9 @@ class Choices:
     run_time_dirs: tuple[str, ...] = ()  # volumes: their content comes at run time
 
     def is_allowed(self, path: str) -> bool:
-        dirs = frozenset(a for a in self.allowed if a.endswith("/"))
-        return path in self.allowed or _under_any(path, dirs)
+        # Gramine allows what lies below an allowed path whether or not its
+        # URI ends in '/', so a directory named without one counts too.
+        return _under_any(path, self.allowed)
 
     def leaves_out(self, path: str) -> bool:
         """Whether a file stays out of the generated trusted files."""

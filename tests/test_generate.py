@@ -10,7 +10,13 @@ import pytest
 
 from gsc.entrypoint import Command
 from gsc.errors import ImageError, ManifestError
-from gsc.generate import Generated, generated_manifest, user_trusted_files
+from gsc.generate import (
+    Generated,
+    check_program_trusted,
+    generated_manifest,
+    runtime_libc,
+    user_trusted_files,
+)
 from gsc.gramine import GramineRuntime
 from gsc.image import FileSystem, ImageConfig, read_filesystem
 from gsc.manifest import validate
@@ -302,3 +308,75 @@ def test_debug_switches_enclave_and_log(debug: bool) -> None:
 @pytest.mark.parametrize("insecure_args", [False, True])
 def test_generated_manifest_passes_validation(insecure_args: bool) -> None:
     validate(generated(insecure_args=insecure_args))
+
+
+def runtime_with(libcs: tuple[str, ...], labels: dict[str, str]) -> GramineRuntime:
+    """A Gramine runtime holding the patched C libraries named in `libcs`."""
+    tree = Tree().dir("/meson_build_output")
+    base = PKGLIBDIR[len("/gramine") :]
+    tree.file(f"{base}/libsysdb.so", LIBSYSDB).dir(f"{base}/runtime")
+    for libc in libcs:
+        tree.dir(f"{base}/runtime/{libc}")
+    files = read_filesystem(chunks(tree.tar(), 1000), lambda p: True, base="/gramine")
+    return GramineRuntime("sha256:" + "ee" * 32, "g", PREFIX, PKGLIBDIR, files, labels)
+
+
+@pytest.mark.parametrize(
+    ("libcs", "labels", "chosen"),
+    [
+        (("glibc",), {}, "glibc"),
+        (("glibc", "musl"), {}, "glibc"),
+        (("glibc", "musl"), {"gsc.gramine.libc": "musl"}, "musl"),
+        (("musl",), {}, "musl"),
+        (("glibc",), {"gsc.gramine.libc": "musl"}, "glibc"),
+    ],
+)
+def test_runtime_libc_comes_first_in_the_library_path(
+    libcs: tuple[str, ...], labels: dict[str, str], chosen: str
+) -> None:
+    runtime = runtime_with(libcs, labels)
+    env = generated(runtime=runtime)["loader"]["env"]
+
+    assert runtime_libc(runtime) == f"{PKGLIBDIR}/runtime/{chosen}"
+    assert env["LD_LIBRARY_PATH"].split(":")[0] == f"{PKGLIBDIR}/runtime/{chosen}"
+
+
+SCRIPTED = Command("/usr/bin/bash", ("bash", "/app/run.sh"), ("/app/run.sh",))
+
+
+def manifest_with(trusted: list[Any], allowed: list[str]) -> dict[str, Any]:
+    return {"sgx": {"trusted_files": trusted, "allowed_files": allowed}}
+
+
+def test_trusted_program_and_script_pass(fs: FileSystem) -> None:
+    manifest = manifest_with(
+        [{"uri": "file:/usr/bin/bash", "sha256": "0" * 64}, "file:/app/run.sh"], []
+    )
+
+    check_program_trusted(manifest, SCRIPTED, fs)
+
+
+def test_allowed_script_passes(fs: FileSystem) -> None:
+    manifest = manifest_with(["file:/usr/bin/bash"], ["file:/app"])
+
+    check_program_trusted(manifest, SCRIPTED, fs)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "missing"),
+    [(["file:/app/run.sh"], "/usr/bin/bash"), (["file:/usr/bin/bash"], "/app/run.sh")],
+)
+def test_program_or_script_left_out_is_an_error(
+    fs: FileSystem, trusted: list[Any], missing: str
+) -> None:
+    manifest = manifest_with(trusted, ["file:/app2/", "dev:/app/run.sh"])
+
+    with pytest.raises(ManifestError, match=f"--trusted {missing}$"):
+        check_program_trusted(manifest, SCRIPTED, fs)
+
+
+def test_script_is_checked_under_its_real_path(fs: FileSystem) -> None:
+    linked = Command("/usr/bin/bash", ("bash",), ("/app/conf/current.py",))
+    manifest = manifest_with(["file:/usr/bin/bash", "file:/app/conf/settings.py"], [])
+
+    check_program_trusted(manifest, linked, fs)

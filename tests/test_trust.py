@@ -212,3 +212,31 @@ def test_root_reaches_files_in_closed_directories() -> None:
     selection = select_trusted(by_path(entries), Reader(), Choices())
 
     assert list(selection.trusted) == ["/root/notes.txt"]
+
+
+def test_allowed_directory_without_trailing_slash_covers_its_files() -> None:
+    files = [entry("/app/cache/a"), entry("/app/cache/b/c"), entry("/app/cachet")]
+    choices = Choices(allowed=frozenset({"/app/cache"}))
+
+    selection = select_trusted(by_path(files), Reader(), choices)
+
+    assert list(selection.trusted) == ["/app/cachet"]
+    assert choices.is_allowed("/app/cache/b/c")
+    assert not choices.wants_hash("/app/cache/a")
+
+
+def test_user_trusted_file_under_an_excluded_directory_is_hashed() -> None:
+    choices = Choices(trusted=frozenset({"/var/lib/app/settings"}), exclude=("/usr/*",))
+
+    assert choices.wants_hash("/var/lib/app/settings")
+    assert not choices.wants_hash("/var/lib/app/other")
+    assert choices.leaves_out("/usr/share/doc/x")
+
+
+def test_volumes_are_left_out_but_not_their_neighbours() -> None:
+    files = [entry("/data/a"), entry("/data2/b"), entry("/srv/x")]
+    choices = Choices(run_time_dirs=("/data", "/srv/"))
+
+    selection = select_trusted(by_path(files), Reader(), choices)
+
+    assert list(selection.trusted) == ["/data2/b"]

@@ -21,7 +21,12 @@ from gsc.engine import Engine, connect
 from gsc.entrypoint import docker_command, resolve_command
 from gsc.errors import GscError, ImageError
 from gsc.extras import Extras, extras_manifest, unhandled_volumes
-from gsc.generate import Generated, generated_manifest, user_trusted_files
+from gsc.generate import (
+    Generated,
+    check_program_trusted,
+    generated_manifest,
+    user_trusted_files,
+)
 from gsc.gramine import GramineRuntime, read_runtime
 from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
 from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
@@ -66,6 +71,8 @@ class Plan:
 
 def run(options: BuildOptions, config: Config, ui: Ui) -> int:
     """Build `gsc-IMAGE-unsigned`; print its name on stdout."""
+    if options.file_only is not None:
+        _check_empty(options.file_only)
     user_manifest = merge(
         load_user_manifest(options.manifest), extras_manifest(options.extras)
     )
@@ -184,6 +191,7 @@ def _plan(
         )
     )
     manifest = merge(generated, user_trusted_files(user_manifest, final_fs))
+    check_program_trusted(manifest, command, final_fs)
     validate_manifest(manifest)
     _warn_unsafe(manifest, options, ui)
     _summarize(manifest, final_fs, distro_name(app_fs), ui)
@@ -250,7 +258,7 @@ def _summarize(manifest: Manifest, fs: FileSystem, distro: str, ui: Ui) -> None:
         entry = fs.get(path)
         size = entry.size if entry is not None else 0
         total += size
-        top = "/".join(path.split("/")[:3])
+        top = "/".join(path.rsplit("/", 1)[0].split("/")[:3]) or "/"
         by_directory[top] = by_directory.get(top, 0) + size
     largest = sorted(by_directory.items(), key=lambda item: (-item[1], item[0]))[:3]
     shown = ", ".join(f"{d} {size / 1e6:.1f} MB" for d, size in largest)
@@ -311,18 +319,23 @@ def render_dockerfile(plan: Plan, options: BuildOptions) -> str:
 
 def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
     (context / "Dockerfile").write_text(render_dockerfile(plan, options), "utf-8")
-    launcher = importlib.resources.files("gsc") / "templates" / "gsc-launch.c"
-    (context / "gsc-launch.c").write_bytes(launcher.read_bytes())
+    templates = importlib.resources.files("gsc") / "templates"
+    for name in ("gsc-launch.c", "gsc-bundle-loader.sh"):
+        (context / name).write_bytes((templates / name).read_bytes())
     app_files = context / "app_files"
     app_files.mkdir()
     (app_files / "entrypoint.manifest").write_text(plan.manifest_text, "utf-8")
 
 
-def _copy_context(context: Path, target: Path) -> None:
-    if target.exists() and any(target.iterdir()):
+def _check_empty(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise GscError(
             f"--file-only: {target} exists and is not empty; choose a new one"
         )
+
+
+def _copy_context(context: Path, target: Path) -> None:
+    _check_empty(target)
     shutil.copytree(context, target, dirs_exist_ok=True)
 
 

@@ -14,6 +14,9 @@
 #ifndef GSC_APP
 #error "GSC_APP must name the application's manifest path without suffix"
 #endif
+#ifndef GSC_LOADER_LIBS
+#error "GSC_LOADER_LIBS must name the directory of the SGX loader's libraries"
+#endif
 
 static int wants_direct(void) {
     const char *mode = getenv("GRAMINE_MODE");
@@ -54,18 +57,28 @@ int main(int argc, char **argv) {
         require_file(GSC_APP ".manifest.sgx",
                      "the image is not signed yet: run 'gsc sign-image' first");
 
-    char **args = calloc((size_t)argc + 4, sizeof(char *));
+    /* The SGX loader is linked against the Gramine image's C library, which
+     * the build bundled: start it through the bundled dynamic linker so it
+     * runs whatever C library the application image has, or none. */
+    int bundled = !direct && access(GSC_LOADER_LIBS "/ld.so", X_OK) == 0;
+    char **args = calloc((size_t)argc + 7, sizeof(char *));
     if (!args) {
         fprintf(stderr, "gsc: out of memory\n");
         return 2;
     }
-    args[0] = (char *)loader;
-    args[1] = (char *)pal;
-    args[2] = "init";
-    args[3] = GSC_APP;
+    int n = 0;
+    if (bundled) {
+        args[n++] = GSC_LOADER_LIBS "/ld.so";
+        args[n++] = "--library-path";
+        args[n++] = GSC_LOADER_LIBS;
+    }
+    args[n++] = (char *)loader;
+    args[n++] = (char *)pal;
+    args[n++] = "init";
+    args[n++] = GSC_APP;
     for (int i = 1; i < argc; i++)
-        args[3 + i] = argv[i];
-    execv(loader, args);
-    fprintf(stderr, "gsc: cannot start %s: %s\n", loader, strerror(errno));
+        args[n++] = argv[i];
+    execv(args[0], args);
+    fprintf(stderr, "gsc: cannot start %s: %s\n", args[0], strerror(errno));
     return 2;
 }

@@ -26,7 +26,9 @@ MUSL = "gsc-test/musl-app"
 SCRATCH = "gsc-test/scratch-static"
 VOLUME = "gsc-test/volume-app"
 DIRECT = {"GRAMINE_MODE": "direct"}
-RUNTIME_GLIBC = "/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/runtime/glibc"
+STANDIN_MUSL = "gsc-test/standin-gramine-musl"
+PKGLIBDIR = "/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine"
+RUNTIME_GLIBC = f"{PKGLIBDIR}/runtime/glibc"
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 SUMMARY = re.compile(
     r"Trusting (\d+) files, ([\d.]+) MB \(largest: ([^)]*)\); distro (\S+)"
@@ -35,7 +37,7 @@ SUMMARY = re.compile(
 
 @pytest.fixture(scope="module", autouse=True)
 def option_images(docker_client: docker.DockerClient) -> None:
-    for name in (MUSL, SCRATCH, VOLUME):
+    for name in (MUSL, SCRATCH, VOLUME, STANDIN_MUSL):
         try:
             docker_client.images.get(name)
         except docker.errors.ImageNotFound:
@@ -78,7 +80,22 @@ def summary(result: subprocess.CompletedProcess[str]) -> re.Match[str]:
 
 @pytest.fixture(scope="module")
 def musl_build(gsc: Gsc) -> subprocess.CompletedProcess[str]:
-    return build(gsc, MUSL)
+    """The musl app built with the stand-in labelled as a Gramine built on
+    Alpine with its musl runtime (tests/images/standin-musl)."""
+    config = gsc.workdir / "musl-config.yaml"
+    config.write_text(f"Gramine:\n  Image: {STANDIN_MUSL}\n", encoding="utf-8")
+    gsc.made.append(unsigned(MUSL))
+    return gsc("build", "-c", str(config), "-L", MUSL)
+
+
+def test_glibc_app_is_refused_with_a_gramine_built_for_musl(
+    gsc: Gsc, musl_build: subprocess.CompletedProcess[str]
+) -> None:
+    config = gsc.workdir / "musl-config.yaml"
+    result = gsc("build", "-c", str(config), "-L", VOLUME, check=False)
+
+    line = error_line(result)
+    assert "musl" in line and "debian:12" in line and "glibc" in line
 
 
 def test_musl_app_runs_with_its_argv_env_and_cwd(
@@ -100,10 +117,11 @@ def test_musl_app_library_path_is_musls_path_file(
     manifest = read_manifest(docker_client, unsigned(MUSL))
     uris = trusted_uris(manifest)
 
-    # /etc/ld-musl-x86_64.path lists /usr/lib/x86_64-linux-musl too, which
-    # this image does not have; musl's built-in /lib is not searched.
+    # Gramine's musl runtime first; then /etc/ld-musl-x86_64.path, which
+    # lists /usr/lib/x86_64-linux-musl too (not in this image); musl's
+    # built-in /lib is not searched when the path file exists.
     assert manifest["loader"]["env"]["LD_LIBRARY_PATH"] == (
-        f"{RUNTIME_GLIBC}:/lib/x86_64-linux-musl"
+        f"{PKGLIBDIR}/runtime/musl:/lib/x86_64-linux-musl"
     )
     assert manifest["libos"]["entrypoint"] == "/app/report"
     assert {
@@ -144,7 +162,8 @@ def test_scratch_static_app_runs_as_root_with_home_slash(
     assert manifest["loader"]["env"]["LD_LIBRARY_PATH"] == RUNTIME_GLIBC
     found = summary(result)
     assert found.group(4) == "unknown"
-    assert "/ " in found.group(3).split(", ")[-1] + " "
+    # The program lies in /, a directory, not in a directory named /report.
+    assert found.group(3).split(", ")[-1] == "/ 0.0 MB"
     assert "Traceback" not in result.stderr
 
 
@@ -385,6 +404,7 @@ def test_numeric_user_without_passwd_entry(
         ("--env", "=value", "--env '=value'"),
         ("--env-passthrough", "A=B", "--env-passthrough 'A=B'"),
         ("--env-passthrough", "*", "--env-passthrough '*'"),
+        ("--exclude", "usr/share/doc/*", "--exclude 'usr/share/doc/*'"),
         ("--secrets", "bogus", "--secrets 'bogus'"),
         ("--secrets", "allowed:key", "--secrets 'allowed:key'"),
         ("--secrets", "encrypted:", "--secrets 'encrypted:'"),

@@ -293,3 +293,17 @@ def test_sign_image_refuses_an_image_that_was_never_built(
     result = gsc("sign-image", "gsc-test/debian:12", str(key_file), check=False)
 
     assert "gsc build" in error_line(result)
+
+
+def test_sgx_loader_starts_without_its_libraries_in_the_app_image(
+    gsc: Gsc, unsigned: str, key_file: Path
+) -> None:
+    gsc("sign-image", APP, str(key_file))
+    loader = "/gramine/meson_build_output/lib/x86_64-linux-gnu/gramine/sgx/loader"
+
+    unbundled = run_image(SIGNED, extra=("--entrypoint", loader))
+    launched = run_image(SIGNED)
+
+    assert unbundled.returncode != 0
+    assert "libprotobuf-c.so.1" in unbundled.stderr
+    assert launched.returncode == 0, launched.stderr

@@ -61,7 +61,14 @@ mkdir -p "$prefix/bin" "$pkglibdir/sgx" "$pkglibdir/direct" \
 "$cc" "${cflags[@]}" -static -o "$pkglibdir/direct/libpal.so" \
     "$src/loader.c" "$src/toml.c" "$src/sha256.c"
 ln -sfn libpal.so "$pkglibdir/direct/loader"
-cp "$pkglibdir/direct/libpal.so" "$pkglibdir/sgx/loader"
+# Like Gramine's, the SGX loader is dynamically linked, and where
+# libprotobuf-c is installed (as in the stand-in image) it needs it too.
+sgx_flags=()
+if [ -e /usr/include/protobuf-c/protobuf-c.h ]; then
+    sgx_flags=(-DSTANDIN_NEEDS_PROTOBUF_C -lprotobuf-c)
+fi
+"$cc" "${cflags[@]}" -o "$pkglibdir/sgx/loader" \
+    "$src/loader.c" "$src/toml.c" "$src/sha256.c" "${sgx_flags[@]}"
 
 "$cc" "${cflags[@]}" "${shared[@]}" "-Wl,-e,standin_pal_entry" \
     "-Wl,-z,separate-code" -o "$pkglibdir/sgx/libpal.so" "$src/pal.c"

@@ -57,9 +57,11 @@ def test_layout_matches_an_installed_gramine(prefix: Path) -> None:
     assert (lib / "libsysdb.so").is_file()
     assert (lib / "sgx" / "loader").is_file()
     assert os.readlink(lib / "direct" / "loader") == "libpal.so"
-    assert (lib / "direct" / "libpal.so").read_bytes() == (
-        lib / "sgx" / "loader"
-    ).read_bytes()
+    assert (
+        (lib / "direct" / "libpal.so").read_bytes()
+        != (lib / "sgx" / "loader").read_bytes()
+        == (lib / "sgx" / "loader").read_bytes()
+    )
     for name in ["gramine-sgx", "gramine-direct", *PLACEHOLDERS]:
         assert os.access(prefix / "bin" / name, os.X_OK), name
     doc = prefix / "share" / "doc" / "gramine-standin" / "README.md"
@@ -176,3 +178,10 @@ def test_wrapper_needs_the_manifest(
 
     assert result.returncode == 2
     assert f"{app}{suffix} does not exist" in result.stderr
+
+
+def test_sgx_loader_is_dynamically_linked_like_gramines(prefix: Path) -> None:
+    with (pkglibdir(prefix) / "sgx" / "loader").open("rb") as file:
+        segments = [seg["p_type"] for seg in ELFFile(file).iter_segments()]
+
+    assert "PT_INTERP" in segments
