@@ -20,6 +20,9 @@ TEST_IMAGES = (
     "gsc-test/python-app",
     "gsc-test/script-app",
     "gsc-test/user-app",
+    "gsc-test/volume-app",
+    "gsc-test/musl-app",
+    "gsc-test/scratch-static",
     STANDIN_GRAMINE,
 )
 
