@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import os
 import signal
@@ -413,6 +412,7 @@ def _config(args: argparse.Namespace, ui: Ui) -> Config:
 def _run_build(args: argparse.Namespace, ui: Ui) -> int:
     from gsc.commands import build
 
+    config = _config(args, ui)
     options = build.BuildOptions(
         image=args.image,
         manifest=args.manifest,
@@ -424,27 +424,40 @@ def _run_build(args: argparse.Namespace, ui: Ui) -> int:
         remove_intermediate=args.rm,
         build_args=build_args(args.build_arg),
         file_only=args.file_only,
-        extras=_extras(args),
+        extras=_extras(args, config),
+        distro=config.distro,
     )
-    config = _config(args, ui)
-    options = dataclasses.replace(options, distro=config.distro)
     return build.run(options, config, ui)
 
 
-def _extras(args: argparse.Namespace) -> Extras:
-    secrets, secrets_key = secrets_choice(args.secrets) if args.secrets else ("", "")
+def _extras(args: argparse.Namespace, config: Config) -> Extras:
+    """The build's extra choices: `config.yaml`'s `Build:` lists, then the options."""
+
+    def given(key: str, option: list[str]) -> list[str]:
+        return [*config.build_list(key), *option]
+
+    secrets = args.secrets or config.secrets
+    kind, key = secrets_choice(secrets) if secrets else ("", DEFAULT_VOLUME_KEY)
     return Extras(
-        trusted=tuple(absolute_path(p, "--trusted") for p in args.trusted),
-        allowed=tuple(absolute_path(p, "--allowed") for p in args.allowed),
-        exclude=tuple(args.exclude),
-        encrypted_volumes=tuple(encrypted_volume(v) for v in args.encrypted_volume),
-        tmpfs_volumes=tuple(
-            absolute_path(p, "--tmpfs-volume") for p in args.tmpfs_volume
+        trusted=tuple(
+            absolute_path(p, "--trusted") for p in given("Trusted", args.trusted)
         ),
-        secrets=secrets,
-        secrets_key=secrets_key or DEFAULT_VOLUME_KEY,
-        env=tuple(environment(v) for v in args.env),
-        env_passthrough=tuple(args.env_passthrough),
+        allowed=tuple(
+            absolute_path(p, "--allowed") for p in given("Allowed", args.allowed)
+        ),
+        exclude=tuple(given("Exclude", args.exclude)),
+        encrypted_volumes=tuple(
+            encrypted_volume(v)
+            for v in given("EncryptedVolumes", args.encrypted_volume)
+        ),
+        tmpfs_volumes=tuple(
+            absolute_path(p, "--tmpfs-volume")
+            for p in given("TmpfsVolumes", args.tmpfs_volume)
+        ),
+        secrets=kind,
+        secrets_key=key,
+        env=tuple(environment(v) for v in given("Env", args.env)),
+        env_passthrough=tuple(given("EnvPassthrough", args.env_passthrough)),
     )
 
 

@@ -14,7 +14,18 @@ from gsc.errors import ConfigError
 DEFAULT_REPOSITORY = "https://github.com/gramineproject/gramine.git"
 DEFAULT_BRANCH = "v1.9"
 
-_TOP_KEYS = ("Distro", "Registry", "Gramine", "Graphene", "SGXDriver")
+_TOP_KEYS = ("Distro", "Registry", "Gramine", "Graphene", "SGXDriver", "Build")
+# Lists of the `Build:` section, each adding to the `gsc build` option of the
+# same meaning.
+BUILD_KEYS = (
+    "Trusted",
+    "Allowed",
+    "Exclude",
+    "EncryptedVolumes",
+    "TmpfsVolumes",
+    "Env",
+    "EnvPassthrough",
+)
 _GRAMINE_KEYS = ("Repository", "Branch", "Image")
 _DRIVER_KEYS = ("Repository", "Branch")
 
@@ -28,7 +39,13 @@ class Config:
     gramine_repository: str = DEFAULT_REPOSITORY
     gramine_branch: str = DEFAULT_BRANCH
     gramine_image: str = ""
+    build: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    secrets: str = ""
     warnings: tuple[str, ...] = ()
+
+    def build_list(self, key: str) -> tuple[str, ...]:
+        """The values of list `key` of the `Build:` section."""
+        return dict(self.build).get(key, ())
 
 
 def load_config(path: Path, *, required: bool) -> Config:
@@ -77,8 +94,41 @@ def parse_config(text: str, name: str) -> Config:
         ),
         gramine_branch=text_of("Branch", gramine, f"{section}.", DEFAULT_BRANCH),
         gramine_image=text_of("Image", gramine, f"{section}.", ""),
+        build=_build_lists(table, name),
+        secrets=_string(
+            _table(table.get("Build"), name, "Build").get("Secrets"),
+            name,
+            "Build.Secrets",
+        ),
         warnings=warnings,
     )
+
+
+def _build_lists(
+    table: Mapping[str, Any], name: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    build = _table(table.get("Build"), name, "Build")
+    _reject_unknown(build, (*BUILD_KEYS, "Secrets"), name, "Build")
+    lists = []
+    for key in BUILD_KEYS:
+        value = build.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ConfigError(
+                f"config file {name}: key 'Build.{key}' must be a list,"
+                f" not {_kind(value)}"
+            )
+        lists.append(
+            (
+                key,
+                tuple(
+                    _string(item, name, f"Build.{key}[{i}]")
+                    for i, item in enumerate(value)
+                ),
+            )
+        )
+    return tuple(lists)
 
 
 def _driver_warnings(table: Mapping[str, Any], name: str) -> tuple[str, ...]:

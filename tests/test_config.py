@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,34 @@ def test_empty_gramine_section_gives_defaults() -> None:
 
     assert config.gramine_repository == GRAMINE_GIT
     assert config.warnings == ()
+
+
+def test_build_section_holds_lists_of_options() -> None:
+    config = parse_config(
+        "Build:\n"
+        "  Trusted: [/var/lib/app/]\n"
+        "  EncryptedVolumes: ['/data:mykey']\n"
+        "  Env: ['MODE=prod']\n"
+        "  Secrets: allowed\n",
+        "c.yaml",
+    )
+
+    assert config.build_list("Trusted") == ("/var/lib/app/",)
+    assert config.build_list("EncryptedVolumes") == ("/data:mykey",)
+    assert config.build_list("Env") == ("MODE=prod",)
+    assert config.build_list("Exclude") == ()
+    assert config.secrets == "allowed"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("Build:\n  Trusted: /x\n", "Build.Trusted"),
+        ("Build:\n  Env: [[a]]\n", "Build.Env[0]"),
+        ("Build:\n  Volumes: [/x]\n", "Build.Volumes"),
+        ("Build: [a]\n", "Build"),
+    ],
+)
+def test_build_section_errors_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):
+        parse_config(text, "c.yaml")

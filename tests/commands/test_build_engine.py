@@ -237,3 +237,36 @@ def test_direct_mode_needs_linux_option(
 
     assert result.returncode == 2
     assert "-L/--linux" in result.stderr
+
+
+def test_config_build_section_adds_to_the_options(gsc: Gsc, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"Gramine:\n  Image: {STANDIN_GRAMINE}\n"
+        "Build:\n"
+        "  Env: ['FROM_CONFIG=yes']\n"
+        "  EncryptedVolumes: ['/data:mykey']\n",
+        encoding="utf-8",
+    )
+    review = tmp_path / "review"
+
+    gsc(
+        "build",
+        "-c",
+        str(config),
+        "--env",
+        "FROM_CLI=too",
+        "--file-only",
+        str(review),
+        "gsc-test/python-app",
+    )
+    manifest = tomllib.loads((review / "app_files" / "entrypoint.manifest").read_text())
+
+    assert manifest["loader"]["env"]["FROM_CONFIG"] == "yes"
+    assert manifest["loader"]["env"]["FROM_CLI"] == "too"
+    assert {
+        "type": "encrypted",
+        "path": "/data",
+        "uri": "file:/data",
+        "key_name": "mykey",
+    } in manifest["fs"]["mounts"]
