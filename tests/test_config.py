@@ -215,3 +215,12 @@ def test_build_section_holds_lists_of_options() -> None:
 def test_build_section_errors_name_the_key(text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):
         parse_config(text, "c.yaml")
+
+
+def test_the_shipped_template_is_a_valid_config() -> None:
+    template = Path(__file__).resolve().parents[1] / "config.yaml.template"
+
+    config = load_config(template, required=True)
+
+    assert config.distro == "auto"
+    assert config.gramine_branch == "v1.9"
