@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from gsc.distro import distro_name, library_dirs
 from gsc.distros import compatibility_problem
 from gsc.engine import Engine, connect
 from gsc.entrypoint import docker_command, resolve_command
-from gsc.errors import GscError, ImageError
+from gsc.errors import EngineError, GscError, ImageError
 from gsc.extras import Extras, extras_manifest, unhandled_volumes
 from gsc.generate import (
     Generated,
@@ -80,7 +82,9 @@ def run(options: BuildOptions, config: Config, ui: Ui) -> int:
     app_attrs = engine.inspect_image(options.image)
     app = image_config(options.image, app_attrs)
     _refuse_gsc_image(app)
-    runtime = _gramine(engine, config, options, ui)
+    runtime = _gramine(
+        engine, _with_gramine_image(engine, app, config, options, ui), options, ui
+    )
     plan = _plan(engine, app, app_attrs, runtime, user_manifest, options, ui)
     with tempfile.TemporaryDirectory(prefix="gsc-build-") as scratch:
         context = Path(scratch)
@@ -101,6 +105,64 @@ def _refuse_gsc_image(app: ImageConfig) -> None:
             f"image '{app.name}' is already a GSC image; build from the original"
             " application image"
         )
+
+
+def _with_gramine_image(
+    engine: Engine, app: ImageConfig, config: Config, options: BuildOptions, ui: Ui
+) -> Config:
+    """The config, with a Gramine image compiled first when none is configured."""
+    if config.gramine_image:
+        return config
+    from gsc.commands import build_gramine
+
+    distro = config.distro if config.distro != "auto" else _app_distro(engine, app)
+    if not distro:
+        raise GscError(
+            "no Gramine image configured, and the distro of"
+            f" '{app.name}' is unknown: set Gramine.Image in config.yaml (make one"
+            " with 'gsc build-gramine NAME'), or set Distro to build one"
+        )
+    gramine = build_gramine.BuildGramineOptions(
+        image=_gramine_image_name(distro, config, options),
+        debug=options.debug,
+        buildtype=options.buildtype,
+        linux=options.linux,
+        no_cache=options.no_cache,
+        remove_intermediate=options.remove_intermediate,
+        build_args=options.build_args,
+        file_only=False,
+    )
+    compiled = dataclasses.replace(config, distro=distro, gramine_image=gramine.image)
+    if engine.image_exists(gramine.image):
+        ui.step(f"No Gramine.Image set: using {gramine.image}, compiled earlier")
+        return compiled
+    ui.step(
+        f"No Gramine.Image set: compiling Gramine as {gramine.image} first (as"
+        " 'gsc build-gramine' does); set Gramine.Image to use a prebuilt one"
+    )
+    recipe = build_gramine.make_recipe(gramine, compiled)
+    try:
+        build_gramine.build_image(engine, gramine, recipe, ui)
+    except EngineError as err:
+        raise EngineError(
+            f"no Gramine.Image set, and compiling Gramine failed: {err}; set"
+            " Gramine.Image in config.yaml to a prebuilt Gramine image"
+        ) from err
+    return compiled
+
+
+def _app_distro(engine: Engine, app: ImageConfig) -> str:
+    paths = ["/etc/os-release", "/usr/lib/os-release"]
+    return distro_name(FileSystem(contents=engine.read_files(app.id, paths)))
+
+
+def _gramine_image_name(distro: str, config: Config, options: BuildOptions) -> str:
+    buildtype = "debug" if options.debug else options.buildtype
+    words = [distro, config.gramine_branch, buildtype] + (
+        ["direct"] if options.linux else []
+    )
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(words)).strip("-.")[:128]
+    return f"gsc-gramine:{tag}"
 
 
 def _gramine(

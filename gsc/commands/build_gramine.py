@@ -73,7 +73,14 @@ def run(options: BuildGramineOptions, config: Config, ui: Ui) -> int:
     if options.file_only:
         print(_write_file_only(options.image, recipe, ui))
         return 0
-    engine = connect()
+    print(build_image(connect(), options, recipe, ui))
+    return 0
+
+
+def build_image(
+    engine: Engine, options: BuildGramineOptions, recipe: Recipe, ui: Ui
+) -> str:
+    """Compile Gramine into an image tagged `options.image`; return that name."""
     with tempfile.TemporaryDirectory(prefix="gsc-build-gramine-") as scratch:
         context = Path(scratch) / "context"
         context.mkdir()
@@ -81,8 +88,7 @@ def run(options: BuildGramineOptions, config: Config, ui: Ui) -> int:
         image_id = _build(engine, Path(scratch), recipe, options, ui)
     engine.tag(image_id, options.image)
     ui.step(f"Built {options.image} ({image_id[7:19]})")
-    print(options.image)
-    return 0
+    return options.image
 
 
 def check_image_name(name: str) -> None:

@@ -308,3 +308,44 @@ def test_git_build_checks_out_the_tag_and_labels_its_commit(
     assert "buildtype=debug\nsgx=enabled\ndirect=disabled\n" in listing
     assert "wrap_mode=default\n" in listing
     assert listing.endswith("libsysdb.so\nruntime\nsgx\n")
+
+
+def test_build_compiles_gramine_itself_when_no_image_is_configured(
+    gsc: Gsc,
+    tmp_path: Path,
+    made: list[str],
+    docker_client: docker.DockerClient,
+) -> None:
+    source = copy_standin(tmp_path / "gramine-src")
+    config = write_config(tmp_path / "config.yaml", str(source), "v1.9")
+    expected = "gsc-gramine:debian-12-v1.9-release-direct"
+    made.append(expected)
+    review = tmp_path / "review"
+
+    first = gsc(
+        "build",
+        "-c",
+        str(config),
+        "-L",
+        "--file-only",
+        str(review),
+        "gsc-test/python-app",
+    )
+    again = gsc(
+        "build",
+        "-c",
+        str(config),
+        "-L",
+        "--file-only",
+        str(tmp_path / "again"),
+        "gsc-test/python-app",
+    )
+
+    labels = docker_client.images.get(expected).labels
+    assert labels["gsc.gramine.distro"] == "debian:12"
+    assert labels["gsc.gramine.direct"] == "true"
+    assert f"compiling Gramine as {expected}" in first.stderr
+    assert f"using {expected}, compiled earlier" in again.stderr
+    manifest = tomllib.loads((review / "app_files" / "entrypoint.manifest").read_text())
+    uris = {e["uri"] for e in manifest["sgx"]["trusted_files"]}
+    assert f"file:{PKGLIBDIR}/libsysdb.so" in uris
