@@ -2,8 +2,9 @@
 
 One reader thread walks the tar stream and hands the bytes of each regular
 file to a pool of worker threads; `hashlib` lets go of the interpreter lock
-while it hashes a large buffer, so the workers hash in parallel. Small files
-travel in batches, to spend less time handing over than hashing; a file
+while it hashes a large buffer, so the workers hash in parallel. A small
+file is hashed by the reader itself: handing it over would cost more than
+hashing it, and a worker would then wait for the interpreter lock. A file
 larger than a chunk is fed chunk by chunk, in order, to one hash object that
 one worker at a time advances, so it is never held whole. The bytes handed
 over and not yet hashed never exceed the pool's budget: the reader waits.
@@ -12,7 +13,6 @@ over and not yet hashed never exceed the pool's budget: the reader waits.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
 import queue
@@ -22,25 +22,25 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol, cast
 
 from gsc.errors import ImageError
 from gsc.image import (
-    _KEPT_FILES,
     HEAD_SIZE,
+    KEPT_FILES,
     Entry,
     FileSystem,
     WantsHash,
-    _ChunkReader,
-    _has_bad_name,
-    _keeps_content,
+    has_bad_name,
+    keeps_content,
 )
 
 DEFAULT_BUDGET = 64 << 20
 DEFAULT_CHUNK = 1 << 20
 # Files smaller than this are hashed by the reader itself.
 DEFAULT_INLINE_LIMIT = 256 << 10
-_TAR_BUFFER = 262144
+# tarfile copies what is left of its buffer on every read: keep it small.
+_TAR_BUFFER = 16 << 10
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -52,15 +52,15 @@ def _ignore(size: int) -> None:
 class Digest:
     """The SHA-256 of one file, known once its pool has hashed it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("value",)
 
     def __init__(self, value: str = "") -> None:
-        self._value = value
+        self.value = value  # set by the worker that hashes the file
 
     def hexdigest(self) -> str:
-        if not self._value:
+        if not self.value:
             raise RuntimeError("digest read before its pool finished hashing")
-        return self._value
+        return self.value
 
 
 class _Work(Protocol):
@@ -75,7 +75,7 @@ class _Whole:
         self._data = data
 
     def run(self, pool: HashPool) -> None:
-        self.digest._value = hashlib.sha256(self._data).hexdigest()
+        self.digest.value = hashlib.sha256(self._data).hexdigest()
         pool._finished(len(self._data), 1)
 
 
@@ -117,7 +117,7 @@ class Strand:
                     return
                 chunk = self._chunks.popleft()
             if chunk is None:
-                self.digest._value = self._hash.hexdigest()
+                self.digest.value = self._hash.hexdigest()
                 pool._finished(0, 1)
             else:
                 self._hash.update(chunk)
@@ -257,8 +257,88 @@ class Record:
     kept: bytes | None = None
 
 
+class ChunkStream:
+    """A readable file over an iterator of byte chunks, as tarfile's stream mode
+    reads it: it hands out views of the chunks, never copies."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._view = memoryview(b"")
+
+    def read(self, size: int = -1) -> memoryview:
+        while not self._view:
+            try:
+                self._view = memoryview(next(self._chunks))
+            except StopIteration:
+                return self._view
+        if size < 0:
+            size = len(self._view)
+        piece, self._view = self._view[:size], self._view[size:]
+        return piece
+
+
+class MemberData:
+    """The data of a tar stream's current member, read straight from the stream.
+
+    tarfile's own file objects would copy every byte twice more on the way.
+    """
+
+    def __init__(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        source = tar.extractfile(member) if member.issparse() else tar.fileobj
+        assert source is not None
+        self._source = source
+        self._left = member.size
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self._left:
+            size = self._left
+        if not size:
+            return b""
+        data = self._source.read(size)
+        if len(data) != size:
+            raise tarfile.ReadError("unexpected end of data")
+        self._left -= size
+        return data
+
+
+# A header that fails its checksum, or is cut short; not an end-of-archive mark.
+_DAMAGED_HEADER: tuple[type[Exception], ...] = (
+    getattr(tarfile, "InvalidHeaderError", tarfile.HeaderError),
+    getattr(tarfile, "TruncatedHeaderError", tarfile.HeaderError),
+)
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Member headers that fail their checksum are errors.
+
+    tarfile takes a bad header after the first for the end of the archive,
+    which would leave the rest of a damaged stream unread, without a word.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> _StrictTarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except _DAMAGED_HEADER as err:
+            raise tarfile.ReadError(f"damaged member header ({err})") from err
+
+
+def open_tar(source: ChunkStream | MemberData, compressed: bool) -> tarfile.TarFile:
+    """A tar stream in stream mode; `compressed` lets it be gzip, bzip2 or xz."""
+    # tarfile joins whatever read() gives back, so views of chunks serve.
+    fileobj = cast(IO[bytes], source)
+    mode: Literal["r|", "r|*"] = "r|*" if compressed else "r|"
+    return tarfile.open(
+        fileobj=fileobj,
+        mode=mode,
+        bufsize=_TAR_BUFFER,
+        errors="surrogateescape",
+        tarinfo=_StrictTarInfo,
+    )
+
+
 def read_records(
-    source: IO[bytes] | io.RawIOBase,
+    source: ChunkStream | MemberData,
     wants_hash: WantsHash,
     pool: HashPool,
     on_bytes: Callable[[int], None] = _ignore,
@@ -269,15 +349,14 @@ def read_records(
 ) -> list[Record]:
     """Read a tar stream's members in order, handing the files to hash to `pool`.
 
-    With `layer`, the names that mark whiteouts and opaque directories become
-    records of those kinds. Digests are known after `pool.wait()`.
+    A layer may be compressed, and in a layer the names that mark whiteouts
+    and opaque directories become records of those kinds. Digests are known
+    after `pool.wait()`.
     """
     reader = _MemberReader(wants_hash, pool, on_bytes, base, layer)
     records: list[Record] = []
     try:
-        with tarfile.open(
-            fileobj=source, mode="r|*", bufsize=_TAR_BUFFER, errors="surrogateescape"
-        ) as tar:
+        with open_tar(source, compressed=layer) as tar:
             for member in tar:
                 record = reader.read(tar, member)
                 if record is not None:
@@ -303,6 +382,10 @@ class _MemberReader:
         self._on_bytes = on_bytes
         self._base = base
         self._layer = layer
+        # A layer's mode is what the engine applies: permissions and the
+        # set-id and sticky bits. The file type bits that some tar writers
+        # add (the engine's own export does) are said by the kind already.
+        self._mode_mask = 0o7777 if layer else -1
 
     def read(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Record | None:
         path = posixpath.normpath(posixpath.join(self._base, member.name))
@@ -310,7 +393,7 @@ class _MemberReader:
             return _marker(path)
         if self._layer and "/.wh..wh." in path:
             return None
-        if _has_bad_name(path):
+        if has_bad_name(path):
             return Record(path, "skipped")
         if member.isreg():
             return self._file(tar, member, path)
@@ -322,16 +405,16 @@ class _MemberReader:
             kind, target = "symlink", member.linkname
         elif member.isdir():
             kind = "dir"
-        return Record(path, kind, member.mode, member.uid, member.gid, target=target)
+        mode = member.mode & self._mode_mask
+        return Record(path, kind, mode, member.uid, member.gid, target=target)
 
     def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> Record:
-        keep = _keeps_content(path, member.size)
+        keep = keeps_content(path, member.size)
         executable = bool(member.mode & 0o111)
-        owner = (member.mode, member.uid, member.gid, member.size)
+        owner = (member.mode & self._mode_mask, member.uid, member.gid, member.size)
         if not (keep or executable or self._wants_hash(path)):
             return Record(path, "file", *owner)
-        source = tar.extractfile(member)
-        assert source is not None
+        source = MemberData(tar, member)
         if member.size <= self._pool.chunk:
             data = source.read()
             self._on_bytes(len(data))
@@ -344,7 +427,7 @@ class _MemberReader:
 
     def _large_file(
         self,
-        source: IO[bytes],
+        source: MemberData,
         path: str,
         owner: tuple[int, int, int, int],
         keep: bool,
@@ -422,7 +505,7 @@ def _linked(record: Record, built: Entries) -> Entry:
     target = built.entries.get(record.target)
     if target is None or target.kind != "file":
         return Entry(record.path, "other", record.mode, record.uid, record.gid)
-    if record.path in _KEPT_FILES and target.path in built.contents:
+    if record.path in KEPT_FILES and target.path in built.contents:
         built.contents[record.path] = built.contents[target.path]
     return Entry(
         path=record.path,
@@ -448,7 +531,7 @@ def read_tree(
     pool = pool if pool is not None else HashPool()
     try:
         records = read_records(
-            _ChunkReader(stream), wants_hash, pool, on_bytes, base=base
+            ChunkStream(stream), wants_hash, pool, on_bytes, base=base
         )
         pool.wait()
     finally:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import posixpath
-import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from gsc.errors import ImageError
 
@@ -18,7 +15,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HEAD_SIZE = 256
 # Small files whose whole content is kept, for the distro, users and the
 # library search path.
-_KEPT_FILES = (
+KEPT_FILES = (
     "/etc/os-release",
     "/usr/lib/os-release",
     "/etc/passwd",
@@ -29,8 +26,8 @@ _KEPT_FILES = (
     "/etc/redhat-release",
     "/etc/debian_version",
 )
-_KEPT_DIRS = ("/etc/ld.so.conf.d/",)
-_KEPT_LIMIT = 1 << 20
+KEPT_DIRS = ("/etc/ld.so.conf.d/",)
+KEPT_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,6 @@ class _Resolver:
         return done
 
 
-Hasher = Callable[[str, IO[bytes], int], str]
 WantsHash = Callable[[str], bool]
 
 
@@ -155,52 +151,15 @@ def read_filesystem(
 ) -> FileSystem:
     """Read a tar stream of a file system tree, hashing the files asked for.
 
-    Member names are taken relative to `base`, the directory the tar was made of.
+    Member names are taken relative to `base`, the directory the tar was made
+    of. The files are hashed by a pool of threads (see `gsc.hashing`).
     """
-    fs = FileSystem()
-    reader = _ChunkReader(stream)
-    try:
-        with tarfile.open(
-            fileobj=reader, mode="r|", bufsize=_BLOCK, errors="surrogateescape"
-        ) as tar:
-            for member in tar:
-                _add_member(fs, tar, member, base, wants_hash, on_bytes)
-    except tarfile.TarError as err:
-        raise ImageError(f"cannot read the image's file system: {err}") from err
-    return fs
+    from gsc.hashing import read_tree
+
+    return read_tree(stream, wants_hash, on_bytes, base)
 
 
-def _add_member(
-    fs: FileSystem,
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    base: str,
-    wants_hash: WantsHash,
-    on_bytes: Callable[[int], None],
-) -> None:
-    path = posixpath.normpath(posixpath.join(base, member.name))
-    if _has_bad_name(path):
-        fs.skipped_names.append(path)
-        return
-    common: dict[str, Any] = {
-        "path": path,
-        "mode": member.mode,
-        "uid": member.uid,
-        "gid": member.gid,
-    }
-    if member.isreg():
-        fs.entries[path] = _read_file(fs, tar, member, common, wants_hash, on_bytes)
-    elif member.islnk():
-        fs.entries[path] = _hard_link(fs, member, base, common)
-    elif member.issym():
-        fs.entries[path] = Entry(kind="symlink", target=member.linkname, **common)
-    elif member.isdir():
-        fs.entries[path] = Entry(kind="dir", **common)
-    else:
-        fs.entries[path] = Entry(kind="other", **common)
-
-
-def _has_bad_name(path: str) -> bool:
+def has_bad_name(path: str) -> bool:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -208,81 +167,7 @@ def _has_bad_name(path: str) -> bool:
     return "\x00" in path
 
 
-def _read_file(
-    fs: FileSystem,
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    common: dict[str, Any],
-    wants_hash: WantsHash,
-    on_bytes: Callable[[int], None],
-) -> Entry:
-    path = common["path"]
-    keep = _keeps_content(path, member.size)
-    executable = bool(member.mode & 0o111)
-    if not (keep or executable or wants_hash(path)):
-        return Entry(kind="file", size=member.size, **common)
-    source = tar.extractfile(member)
-    assert source is not None
-    digest = hashlib.sha256()
-    head = b""
-    kept = bytearray()
-    while block := source.read(_BLOCK):
-        if not head and executable:
-            head = block[:HEAD_SIZE]
-        if keep:
-            kept += block
-        digest.update(block)
-        on_bytes(len(block))
-    if keep:
-        fs.contents[path] = bytes(kept)
-    return Entry(
-        kind="file", size=member.size, sha256=digest.hexdigest(), head=head, **common
-    )
-
-
-_BLOCK = 1 << 20
-
-
-def _keeps_content(path: str, size: int) -> bool:
-    if size > _KEPT_LIMIT:
+def keeps_content(path: str, size: int) -> bool:
+    if size > KEPT_LIMIT:
         return False
-    return path in _KEPT_FILES or any(path.startswith(d) for d in _KEPT_DIRS)
-
-
-def _hard_link(
-    fs: FileSystem, member: tarfile.TarInfo, base: str, common: dict[str, Any]
-) -> Entry:
-    target = fs.entries.get(posixpath.normpath(posixpath.join(base, member.linkname)))
-    if target is None or target.kind != "file":
-        return Entry(kind="other", **common)
-    if common["path"] in _KEPT_FILES and target.path in fs.contents:
-        fs.contents[common["path"]] = fs.contents[target.path]
-    return Entry(
-        kind="file",
-        size=target.size,
-        sha256=target.sha256,
-        head=target.head,
-        **common,
-    )
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
+    return path in KEPT_FILES or any(path.startswith(d) for d in KEPT_DIRS)

@@ -58,6 +58,7 @@ class Gsc:
             **os.environ,
             "NO_COLOR": "1",
             "XDG_STATE_HOME": str(self.workdir / "state"),
+            "XDG_CACHE_HOME": str(self.workdir / "cache"),
             **(env or {}),
         }
         result = subprocess.run(

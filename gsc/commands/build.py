@@ -31,6 +31,8 @@ from gsc.generate import (
 )
 from gsc.gramine import GramineRuntime, read_runtime
 from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
+from gsc.layercache import LayerCache
+from gsc.layers import read_image
 from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
 from gsc.manifest import validate as validate_manifest
 from gsc.naming import unsigned_name
@@ -222,7 +224,9 @@ def _plan(
     ui: Ui,
 ) -> Plan:
     choices = _choices(user_manifest, app, options.extras, ui)
-    app_fs = _read_app(engine, app, int(app_attrs.get("Size") or 0), choices, ui)
+    app_fs = _read_app(
+        engine, app, int(app_attrs.get("Size") or 0), choices, options, ui
+    )
     distro = options.distro if options.distro != "auto" else distro_name(app_fs)
     problem = compatibility_problem(
         runtime.labels, distro, options.debug, options.linux
@@ -268,12 +272,32 @@ def _plan(
 
 
 def _read_app(
-    engine: Engine, app: ImageConfig, size: int, choices: Choices, ui: Ui
+    engine: Engine,
+    app: ImageConfig,
+    size: int,
+    choices: Choices,
+    options: BuildOptions,
+    ui: Ui,
 ) -> FileSystem:
     ui.step(f"Reading and hashing the files of {app.name}")
     progress = ui.progress("hashing", size)
-    with engine.export_filesystem(app.id) as stream:
-        app_fs = read_filesystem(stream, choices.wants_hash, progress.advance)
+    if options.no_cache:
+        # Nothing is reused or written: the merged file system is the fastest
+        # thing the engine streams.
+        with engine.export_filesystem(app.id) as stream:
+            app_fs = read_filesystem(stream, choices.wants_hash, progress.advance)
+    else:
+        cache = LayerCache()
+        app_fs = read_image(
+            engine,
+            app.id,
+            choices.wants_hash,
+            cache,
+            progress.advance,
+            diff_ids=app.layers,
+        )
+        for problem in cache.problems[:3]:
+            ui.warn(problem)
     progress.close()
     for name in app_fs.skipped_names[:5]:
         ui.warn(f"not trusted: the name {name!r} is not valid UTF-8")

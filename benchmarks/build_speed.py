@@ -1,0 +1,386 @@
+"""How fast does GSC read and hash an image? Compare it with the floor and others.
+
+Run by hand from the repository root, with the engine and gsc-test/debian:12:
+
+    python benchmarks/build_speed.py [--size 2G] [--files 100000] [--keep]
+
+It builds a large image offline (gsc-test/debian:12 plus generated files, made
+with a fixed seed by python3 inside a RUN step), and a second one on top of it
+that changes one small file. Then, each in a fresh process whose peak RSS it
+records, it times:
+
+- the floor: SHA-256 over the same number of bytes in memory, and reading
+  the image's export stream while hashing it, on one core and on all;
+- the engine alone: reading its export and save streams, hashing nothing;
+- today's reader (one thread over the export), the same with the hash pool;
+- the layer reader with an empty cache (cold), then on the second image with
+  the first one's layers cached (warm), and the first image again (all hits);
+- the original tool's way: a RUN step in the image that walks the file system
+  and hashes every file with python3.
+
+The images it made are removed at the end unless --keep is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gsc.engine import Engine, connect
+from gsc.hashing import HashPool, read_tree
+from gsc.image import FileSystem, read_filesystem
+from gsc.layercache import LayerCache
+from gsc.layers import read_image
+from gsc.trust import Choices
+
+BASE_IMAGE = "gsc-test/debian:12"
+# What `gsc build` hashes when the user chose nothing about files.
+WANTS_HASH = Choices().wants_hash
+SEED = 20_240_601
+ROOT = Path(__file__).resolve().parents[1]
+# Images this run made, oldest first, to be removed at the end.
+MADE: list[str] = []
+
+# Runs inside the image: a fixed set of files of mixed sizes under /bench,
+# a quarter of the bytes in four large files, the rest spread log-uniformly
+# from 64 bytes to 1 MiB, one file in twenty executable.
+GENERATOR = """
+import math, os, random, sys
+size, count, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+big = [size // 16] * 4
+weights = [math.exp(rng.uniform(math.log(64), math.log(1 << 20)))
+           for _ in range(count - len(big))]
+scale = (size - sum(big)) / sum(weights)
+sizes = big + [max(0, int(w * scale)) for w in weights]
+for n, length in enumerate(sizes):
+    directory = f"/bench/d{n // 200:04d}"
+    os.makedirs(directory, exist_ok=True)
+    path = f"{directory}/f{n:06d}"
+    with open(path, "wb") as out:
+        left = length
+        while left:
+            piece = min(left, 16 << 20)
+            out.write(rng.randbytes(piece))
+            left -= piece
+    os.chmod(path, 0o755 if n % 20 == 0 else 0o644)
+"""
+
+# The original tool's way: walk the image's root inside a RUN step and hash
+# every regular file with python3.
+WALKER = """
+import hashlib, os
+count = 0
+for top, dirs, files in os.walk("/"):
+    if top == "/":
+        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+    for name in files:
+        path = os.path.join(top, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as source:
+            while block := source.read(1 << 20):
+                digest.update(block)
+        count += 1
+print("hashed", count, "files")
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measurement."""
+
+    name: str
+    seconds: float
+    peak_rss_mb: float = 0.0
+    files_hashed: int = -1
+    note: str = ""
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper()
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _python_step(script: str, *arguments: str) -> str:
+    encoded = base64.b64encode(script.encode()).decode()
+    program = f"import base64; exec(base64.b64decode('{encoded}'))"
+    return f'RUN python3 -c "{program}" {" ".join(arguments)}'
+
+
+def docker_build(dockerfile: str, tag: str | None) -> tuple[str, float]:
+    """Build from a Dockerfile with no context; the image id and the seconds."""
+    with tempfile.TemporaryDirectory(prefix="gsc-bench-") as context:
+        (Path(context) / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        command = ["docker", "build", "-q", "--network", "none", "--no-cache"]
+        command += ["--tag", tag] if tag else []
+        start = time.perf_counter()
+        done = subprocess.run(
+            [*command, context], capture_output=True, text=True, check=False
+        )
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"docker build failed:\n{done.stderr}")
+    image = done.stdout.strip().splitlines()[-1]
+    MADE.append(image)
+    return image, seconds
+
+
+def build_images(size: int, files: int) -> tuple[str, str, float]:
+    """The large image, the one with one small file changed, and build seconds."""
+    big = "\n".join(
+        [
+            f"FROM {BASE_IMAGE}",
+            _python_step(GENERATOR, str(size), str(files), str(SEED)),
+        ]
+    )
+    big_id, seconds = docker_build(big + "\n", None)
+    changed = f"FROM {big_id}\nRUN echo changed > /bench/d0000/f000010\n"
+    changed_id, _ = docker_build(changed, None)
+    return big_id, changed_id, seconds
+
+
+def run_child(kind: str, image: str, cache: Path | None = None) -> Result:
+    """Measure in a fresh process, so that its peak RSS is its own."""
+    command = [sys.executable, __file__, "--child", kind, "--image", image]
+    command += ["--cache", str(cache)] if cache else []
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise SystemExit(f"measurement {kind} failed:\n{done.stderr}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return Result(kind, report["seconds"], report["rss_kb"] / 1024, report["files"])
+
+
+def child(kind: str, image: str, cache: str | None) -> None:
+    engine = connect()
+    start = time.perf_counter()
+    files = CHILD_MEASURES[kind](engine, image, cache)
+    seconds = time.perf_counter() - start
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rss_kb": rss_kb, "files": files}))
+
+
+def _export_one_core(engine: Engine, image: str, cache: str | None) -> int:
+    digest = hashlib.sha256()
+    with engine.export_filesystem(image) as stream:
+        for chunk in stream:
+            digest.update(chunk)
+    return -1
+
+
+def _export_all_cores(engine: Engine, image: str, cache: str | None) -> int:
+    # Each chunk hashed on its own: the same work as hashing the files in it.
+    with HashPool(inline_limit=0) as pool:
+        with engine.export_filesystem(image) as stream:
+            for chunk in stream:
+                pool.whole(chunk)
+        pool.wait()
+    return -1
+
+
+def _export_stream(engine: Engine, image: str, cache: str | None) -> int:
+    with engine.export_filesystem(image) as stream:
+        for _ in stream:
+            pass
+    return -1
+
+
+def _save_stream(engine: Engine, image: str, cache: str | None) -> int:
+    for _ in engine.save_image(image):
+        pass
+    return -1
+
+
+def _export_serial(engine: Engine, image: str, cache: str | None) -> int:
+    with engine.export_filesystem(image) as stream:
+        fs = read_filesystem(stream, WANTS_HASH)
+    return _hashed(fs)
+
+
+def _export_pool(engine: Engine, image: str, cache: str | None) -> int:
+    with HashPool() as pool, engine.export_filesystem(image) as stream:
+        read_tree(stream, WANTS_HASH, pool=pool)
+    return pool.files_hashed
+
+
+def _layers(engine: Engine, image: str, cache: str | None) -> int:
+    layer_cache = LayerCache(Path(cache)) if cache else None
+    with HashPool() as pool:
+        read_image(engine, image, WANTS_HASH, layer_cache, pool=pool)
+    return pool.files_hashed
+
+
+def _hashed(fs: FileSystem) -> int:
+    return sum(1 for entry in fs.files() if entry.sha256)
+
+
+FLOOR_ONE = "floor: export stream + SHA-256, 1 core"
+FLOOR = "floor: export stream + SHA-256, all cores"
+COLD = "layers, cold (empty cache)"
+WARM = "layers, warm (top layer changed)"
+SAME = "layers, warm (same image)"
+ORIGINAL = "original: RUN step walking and hashing"
+CHILD_MEASURES: dict[str, Callable[[Engine, str, str | None], int]] = {
+    FLOOR_ONE: _export_one_core,
+    FLOOR: _export_all_cores,
+    "engine: export stream, read only": _export_stream,
+    "engine: save stream, read only": _save_stream,
+    "today: export, serial reader": _export_serial,
+    "export, parallel reader": _export_pool,
+    COLD: _layers,
+    WARM: _layers,
+    SAME: _layers,
+}
+
+
+def memory_floor(length: int, threads: int) -> float:
+    """Seconds SHA-256 takes over `length` bytes in memory, on `threads` threads."""
+    buffer = bytes(4 << 20)
+    share = length // threads
+
+    def hash_share() -> None:
+        digest = hashlib.sha256()
+        for _ in range(share // len(buffer)):
+            digest.update(buffer)
+        digest.update(buffer[: share % len(buffer)])
+
+    workers = [threading.Thread(target=hash_share) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - start
+
+
+def original_way(image: str) -> Result:
+    _, seconds = docker_build(f"FROM {image}\n{_python_step(WALKER)}\n", None)
+    return Result(ORIGINAL, seconds)
+
+
+def image_bytes(engine: Engine, image: str) -> tuple[int, int]:
+    """Bytes and count of the regular files in an image."""
+    with engine.export_filesystem(image) as stream:
+        fs = read_filesystem(stream, lambda path: False)
+    files = list(fs.files())
+    return sum(entry.size for entry in files), len(files)
+
+
+def measure(big: str, changed: str, total: int) -> list[Result]:
+    cores = os.cpu_count() or 1
+    results = [
+        Result("floor: SHA-256 in memory, 1 core", memory_floor(total, 1)),
+        Result("floor: SHA-256 in memory, all cores", memory_floor(total, cores)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="gsc-bench-cache-") as scratch:
+        cache = Path(scratch)
+        for kind in CHILD_MEASURES:
+            if kind not in (COLD, WARM, SAME):
+                results.append(run_child(kind, big))
+        results.append(run_child(COLD, big, cache))
+        results.append(run_child(WARM, changed, cache))
+        results.append(run_child(SAME, big, cache))
+        entries = sorted(cache.iterdir())
+        cache_size = sum(p.stat().st_size for p in entries)
+    results.append(original_way(big))
+    note = f"{len(entries)} cache files, {cache_size / 1e6:.1f} MB"
+    results.append(Result("cache after the runs", 0.0, note=note))
+    return results
+
+
+def print_table(results: list[Result], total: int, files: int) -> None:
+    by_name = {result.name: result for result in results}
+    # The faster of the two: threads do not always win when the engine
+    # needs the same cores to make the stream.
+    floor_name = min((FLOOR_ONE, FLOOR), key=lambda name: by_name[name].seconds)
+    floor = by_name[floor_name].seconds
+    header = (
+        f"{'measurement':<44} {'s':>7} {'MB/s':>7} {'x floor':>8}"
+        f" {'RSS MB':>7} {'hashed':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        if not result.seconds:
+            print(f"{result.name:<44} {result.note}")
+            continue
+        rate = total / result.seconds / 1e6
+        rss = f"{result.peak_rss_mb:.0f}" if result.peak_rss_mb else "-"
+        hashed = str(result.files_hashed) if result.files_hashed >= 0 else "-"
+        print(
+            f"{result.name:<44} {result.seconds:>7.2f} {rate:>7.0f}"
+            f" {result.seconds / floor:>8.2f} {rss:>7} {hashed:>7}"
+        )
+    original = by_name[ORIGINAL].seconds
+    print(f"\nimage: {total / 1e6:.0f} MB in {files} regular files")
+    print(f"x floor: against '{floor_name}' ({floor:.2f} s)")
+    for name in (COLD, WARM, SAME):
+        print(f"original way / {name}: {original / by_name[name].seconds:.1f}x")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+
+
+def remove_images(images: list[str]) -> None:
+    """Remove images, each after those built on it."""
+    for image in reversed(images):
+        subprocess.run(["docker", "image", "rm", image], capture_output=True)
+
+
+def main(argv: list[str]) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.child:
+        child(arguments.child, arguments.image, arguments.cache)
+        return 0
+    size, count = parse_size(arguments.size), arguments.files
+    print(f"machine: {machine()}", flush=True)
+    print(f"building the test image ({size / 1e9:.1f} GB, {count} files)", flush=True)
+    big, changed, seconds = build_images(size, count)
+    print(f"built in {seconds:.0f} s", flush=True)
+    try:
+        total, files = image_bytes(connect(), big)
+        print_table(measure(big, changed, total), total, files)
+    finally:
+        if arguments.keep:
+            print(f"kept images {' '.join(MADE)}")
+        else:
+            remove_images(MADE)
+    return 0
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="2G", help="bytes of generated files")
+    parser.add_argument("--files", type=int, default=100_000, help="generated files")
+    parser.add_argument("--keep", action="store_true", help="keep the images")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,197 @@
+"""The entries and hashes of image layers, kept between runs, one file a layer.
+
+A layer is kept under its diff id: the SHA-256 of the layer's tar, which
+the image's config lists (`rootfs.diff_ids`, `docker inspect`'s
+`RootFS.Layers`) and which the engine checks whenever it takes a layer in.
+The same diff id always means the same layer content, whatever image the
+layer belongs to and wherever it sits in it.
+
+The names the saved stream gives its layers are no such key. In the OCI
+layout a layer is a blob named by its digest, which is its diff id unless
+the blob is compressed. In Docker's legacy layout a layer's directory is
+named by its v1 id: the SHA-256 of a JSON document that holds the layer's
+chain id (the digest of its diff id and of every diff id below it) and the
+v1 id of the layer below it. That is content-addressed too, but the top
+layer's document also holds the image's config, so the layer that was on
+top of one image gets another v1 id in an image built on it: keyed by v1
+id, it would be hashed again for every such image. `gsc.layers` therefore
+tells which cached layer a stream member is by the size of its tar (the
+entry records it), and checks that against the diff ids of the image when
+the stream ends; a member taken for the wrong layer is read in a second
+pass.
+
+An entry is one file, written under a temporary name and renamed into
+place, so that runs at the same time never see half of one. It holds a
+format version, its own diff id, the fingerprint of the layer's tar and the
+SHA-256 of its payload; an entry that is truncated, corrupted, of another
+format or copied from another layer's file is ignored, and the layer is
+hashed again. The checksum guards against accidents, not against someone
+who can write to the cache directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from gsc.image import Entry
+from gsc.layers import CachedLayer, Fingerprint, Layer
+
+# Raised whenever what an entry holds, or how it is derived from a layer, changes.
+FORMAT = 1
+_MAGIC = f"gsc-layer-cache {FORMAT}\n".encode()
+_DIFF_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+_COMPRESSION = 6
+
+
+def default_directory(environ: Mapping[str, str] = os.environ) -> Path:
+    """`$XDG_CACHE_HOME/gsc/layers`, or `~/.cache/gsc/layers`."""
+    base = environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says to ignore a relative path.
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "gsc" / "layers"
+
+
+class LayerCache:
+    """Layers read before, by key; see the module's description."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory if directory is not None else default_directory()
+        # Why entries could not be written, for the caller to warn about.
+        self.problems: list[str] = []
+
+    def path(self, diff_id: str) -> Path | None:
+        """The file of the entry for `diff_id`; None for what is no diff id."""
+        if not _DIFF_ID.match(diff_id):
+            return None
+        return self.directory / diff_id.replace(":", "-")
+
+    def load(self, diff_id: str) -> CachedLayer | None:
+        """The entry for `diff_id`, or None if there is no sound one."""
+        path = self.path(diff_id)
+        if path is None:
+            return None
+        try:
+            return decode(path.read_bytes(), diff_id)
+        except (OSError, ValueError, KeyError, TypeError, zlib.error):
+            return None
+
+    def store(self, diff_id: str, layer: Layer, fingerprint: Fingerprint) -> None:
+        """Keep `layer` as the entry for `diff_id`; a failure goes to `problems`."""
+        path = self.path(diff_id)
+        if path is None:
+            return
+        data = encode(diff_id, layer, fingerprint)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_replacing(path, data)
+        except OSError as err:
+            self.problems.append(
+                f"cannot write the layer cache in {self.directory}"
+                f" ({err.strerror or err})"
+            )
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def encode(diff_id: str, layer: Layer, fingerprint: Fingerprint) -> bytes:
+    """The bytes of the cache entry of `layer`."""
+    body = json.dumps(_layer_document(layer), separators=(",", ":"))
+    payload = zlib.compress(body.encode("ascii"), _COMPRESSION)
+    header = {
+        "diff_id": diff_id,
+        "tar_size": fingerprint.size,
+        "tar_head_sha256": fingerprint.head_sha256,
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return _MAGIC + json.dumps(header).encode("ascii") + b"\n" + payload
+
+
+def decode(data: bytes, diff_id: str) -> CachedLayer:
+    """The layer in a cache entry; ValueError if it is no sound entry of `diff_id`."""
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a layer cache entry of this format")
+    header_line, _, payload = data[len(_MAGIC) :].partition(b"\n")
+    header = json.loads(header_line)
+    if header["diff_id"] != diff_id:
+        raise ValueError("the entry of another layer")
+    if header["payload_size"] != len(payload):
+        raise ValueError("truncated")
+    if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+        raise ValueError("corrupted")
+    document = json.loads(zlib.decompress(payload))
+    fingerprint = Fingerprint(int(header["tar_size"]), str(header["tar_head_sha256"]))
+    return CachedLayer(diff_id, _layer_from(document), fingerprint)
+
+
+def _layer_document(layer: Layer) -> dict[str, Any]:
+    return {
+        "entries": [
+            [
+                e.path,
+                e.kind,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.size,
+                e.target,
+                e.sha256,
+                base64.b64encode(e.head).decode("ascii"),
+            ]
+            for e in layer.entries
+        ],
+        "deleted": list(layer.deleted),
+        "opaque": list(layer.opaque),
+        "contents": [
+            [path, base64.b64encode(data).decode("ascii")]
+            for path, data in layer.contents.items()
+        ],
+        "skipped": list(layer.skipped_names),
+        "links": [[path, target] for path, target in layer.links.items()],
+    }
+
+
+def _layer_from(document: dict[str, Any]) -> Layer:
+    return Layer(
+        entries=tuple(_entry(row) for row in document["entries"]),
+        deleted=tuple(str(p) for p in document["deleted"]),
+        opaque=tuple(str(p) for p in document["opaque"]),
+        contents={str(p): base64.b64decode(d) for p, d in document["contents"]},
+        skipped_names=tuple(str(p) for p in document["skipped"]),
+        links={str(p): str(t) for p, t in document["links"]},
+    )
+
+
+def _entry(row: list[Any]) -> Entry:
+    path, kind, mode, uid, gid, size, target, sha256, head = row
+    return Entry(
+        path=str(path),
+        kind=str(kind),
+        mode=int(mode),
+        uid=int(uid),
+        gid=int(gid),
+        size=int(size),
+        target=str(target),
+        sha256=str(sha256),
+        head=base64.b64decode(head),
+    )
