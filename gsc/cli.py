@@ -75,6 +75,28 @@ def _output_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def _engine_build_options(parser: argparse.ArgumentParser) -> None:
+    """Options that both build commands pass on to the engine's build."""
+    parser.add_argument(
+        "-nc",
+        "--no-cache",
+        action="store_true",
+        help="do not use the engine's build cache (nor, for build, GSC's hash cache)",
+    )
+    parser.add_argument(
+        "--rm",
+        action="store_true",
+        help="remove intermediate images after a successful build",
+    )
+    parser.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="build argument for the engine; a bare KEY takes the host's value",
+    )
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
@@ -126,24 +148,7 @@ def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="let 'docker run IMAGE ARGS' arguments into the enclave",
     )
-    build.add_argument(
-        "-nc",
-        "--no-cache",
-        action="store_true",
-        help="do not use the engine's build cache",
-    )
-    build.add_argument(
-        "--rm",
-        action="store_true",
-        help="remove intermediate images after a successful build",
-    )
-    build.add_argument(
-        "--build-arg",
-        action="append",
-        default=[],
-        metavar="KEY[=VALUE]",
-        help="build argument for the engine; a bare KEY takes the host's value",
-    )
+    _engine_build_options(build)
     build.add_argument(
         "--file-only",
         "--dry-run",
@@ -242,24 +247,7 @@ def _add_build_gramine(
         action="store_true",
         help="include the direct-mode PAL (no SGX)",
     )
-    build.add_argument(
-        "-nc",
-        "--no-cache",
-        action="store_true",
-        help="do not use the engine's build cache",
-    )
-    build.add_argument(
-        "--rm",
-        action="store_true",
-        help="remove intermediate images after a successful build",
-    )
-    build.add_argument(
-        "--build-arg",
-        action="append",
-        default=[],
-        metavar="KEY[=VALUE]",
-        help="build argument for the engine; a bare KEY takes the host's value",
-    )
+    _engine_build_options(build)
     build.add_argument(
         "-f",
         "--file-only",

@@ -205,6 +205,7 @@ CASES = {
     "image-unknown-user": Case(
         ("build", "-c", CONFIG, "gsc-test/broken-unknown-user"), "nobody-here"
     ),
+    "image-by-id": Case(("build", "-c", CONFIG, "sha256:" + "ab" * 32), "by name"),
     "image-already-gsc": Case(("build", "-c", CONFIG, STANDIN_GRAMINE + "-gsc"), "GSC"),
     # keys
     "key-not-pem": Case(sign("not-pem.pem"), "PEM"),

@@ -75,6 +75,7 @@ class Plan:
 
 def run(options: BuildOptions, config: Config, ui: Ui) -> int:
     """Build `gsc-IMAGE-unsigned`; print its name on stdout."""
+    unsigned_name(options.image)  # a bad name fails before any work
     if options.file_only is not None:
         _check_empty(options.file_only)
     user_manifest = merge(
@@ -227,12 +228,7 @@ def _plan(
     app_fs = _read_app(
         engine, app, int(app_attrs.get("Size") or 0), choices, options, ui
     )
-    distro = options.distro if options.distro != "auto" else distro_name(app_fs)
-    problem = compatibility_problem(
-        runtime.labels, distro, options.debug, options.linux
-    )
-    if problem:
-        raise ImageError(f"Gramine image '{runtime.name}': {problem}")
+    _check_compatible(runtime, app_fs, options)
     final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
 
     user = resolve_user(app_fs, app.user)
@@ -269,6 +265,17 @@ def _plan(
         entrypoint=entrypoint,
         cmd=cmd,
     )
+
+
+def _check_compatible(
+    runtime: GramineRuntime, app_fs: FileSystem, options: BuildOptions
+) -> None:
+    distro = options.distro if options.distro != "auto" else distro_name(app_fs)
+    problem = compatibility_problem(
+        runtime.labels, distro, options.debug, options.linux
+    )
+    if problem:
+        raise ImageError(f"Gramine image '{runtime.name}': {problem}")
 
 
 def _read_app(
