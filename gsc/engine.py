@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -19,10 +20,14 @@ import requests.exceptions
 from gsc.errors import EngineError, ImageError
 
 _LAYER_LINE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+_CONTAINER_LINE = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
 # A command for containers that are created to be read and are never started.
 _NEVER_RUN = ["/gsc-container-is-never-started"]
 _CHUNK = 1 << 20
 _TEMPORARY = "gsc.temporary"
+# How long an interrupted build waits for the engine's own cleanup.
+_CLEANUP_WAIT = 15.0
+_CLEANUP_QUIET = 1.5
 
 
 @dataclass(frozen=True)
@@ -150,27 +155,52 @@ class Engine:
         If the build fails or is interrupted, the images it made so far are
         removed again (never those in `keep`, nor any that carry a tag).
         """
-        layers: list[str] = []
+        log = _BuildLog(on_line)
+        started = time.time()
         try:
-            return self._build(
-                context, layers, buildargs, labels, nocache, on_line, network_mode
-            )
+            return self._build(context, log, buildargs, labels, nocache, network_mode)
         except BaseException:
-            self.discard(layers, keep)
+            # The engine cleans up after a build its client left only later;
+            # do it now, so that nothing of this build outlives the command.
+            for container_id in log.containers:
+                self._remove_container(container_id)
+            self._await_build_containers(started)
+            self.discard(log.layers, keep)
             raise
+
+    def _await_build_containers(self, started: float) -> None:
+        """Wait for the engine to remove the containers of a build it is still
+        winding down: until none has been seen for a short quiet spell."""
+        deadline = time.monotonic() + _CLEANUP_WAIT
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self._build_containers_exist(started):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _CLEANUP_QUIET:
+                return
+            time.sleep(0.1)
+
+    def _build_containers_exist(self, started: float) -> bool:
+        try:
+            found = self._api.containers(all=True)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return False
+        return any(
+            c.get("Created", 0) >= int(started)
+            and _TEMPORARY not in (c.get("Labels") or {})
+            for c in found
+        )
 
     def _build(
         self,
         context: Path,
-        layers: list[str],
+        log: _BuildLog,
         buildargs: dict[str, str],
         labels: dict[str, str],
         nocache: bool,
-        on_line: Callable[[str], None],
         network_mode: str | None,
     ) -> BuildResult:
         image_id = ""
-        log = _BuildLog(layers, on_line)
         try:
             for chunk in self._api.build(
                 path=str(context),
@@ -195,7 +225,7 @@ class Engine:
             raise EngineError(
                 "image build ended without an image; run with -v to see why"
             )
-        return BuildResult(image_id, tuple(layers))
+        return BuildResult(image_id, tuple(log.layers))
 
     def discard(self, image_ids: list[str], keep: tuple[str, ...] = ()) -> None:
         """Remove untagged images made by a build, newest first; keep the rest."""
@@ -232,8 +262,9 @@ class Engine:
 class _BuildLog:
     """Follows a build's output: the images it made and the one it ended with."""
 
-    def __init__(self, layers: list[str], on_line: Callable[[str], None]) -> None:
-        self.layers = layers  # made by this build; cache hits and bases excluded
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.layers: list[str] = []  # made by this build; not cache hits or bases
+        self.containers: list[str] = []  # the intermediate containers it ran
         self._on_line = on_line
         self._reused = False
 
@@ -252,6 +283,9 @@ class _BuildLog:
         base = line.startswith("Step ") and " : FROM " in line
         if base or line.strip() == "---> Using cache":
             self._reused = True
+        running = _CONTAINER_LINE.match(line)
+        if running:
+            self.containers.append(running.group(1))
         match = _LAYER_LINE.match(line)
         if match:
             if not self._reused:

@@ -71,11 +71,20 @@ class EngineProxy:
                         + body
                     )
                     continue
-                engine.sendall(data)
-                self._cut_after_answer(client, engine)
+                if self._send(engine, data):
+                    self._cut_after_answer(client, engine)
                 return
-            engine.sendall(data)
+            if not self._send(engine, data):
+                break
         _close(engine)
+
+    @staticmethod
+    def _send(sock: socket.socket, data: bytes) -> bool:
+        try:
+            sock.sendall(data)
+        except OSError:
+            return False
+        return True
 
     def _cut_after_answer(self, client: socket.socket, engine: socket.socket) -> None:
         # Let the engine start answering (the build has begun), then drop both
