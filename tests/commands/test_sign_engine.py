@@ -40,6 +40,22 @@ def read_app_file(client: docker.DockerClient, image: str, name: str) -> bytes:
         container.remove(force=True)
 
 
+def write_key(path: Path, passphrase: bytes | None = None) -> rsa.RSAPrivateKey:
+    """A new RSA-3072 key with exponent 3, written as PEM (encrypted if asked)."""
+    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    )
+    return key
+
+
 @pytest.fixture(scope="module")
 def unsigned(gsc: Gsc, docker_client: docker.DockerClient) -> Iterator[str]:
     docker_client.images.get("gsc-test/python-app").tag(APP, "latest")
@@ -51,14 +67,7 @@ def unsigned(gsc: Gsc, docker_client: docker.DockerClient) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("keys") / "enclave-key.pem"
-    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_key(path)
     return path
 
 
@@ -194,14 +203,7 @@ def test_encrypted_key_and_no_secret_in_any_layer(
     gsc: Gsc, unsigned: str, docker_client: docker.DockerClient
 ) -> None:
     key_path = gsc.workdir / "protected.pem"
-    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSPHRASE.encode()),
-        )
-    )
+    key = write_key(key_path, PASSPHRASE.encode())
     os.environ["GSC_TEST_PASSPHRASE"] = PASSPHRASE
     try:
         result = gsc(
@@ -241,14 +243,7 @@ def test_wrong_passphrase_is_one_line_and_makes_nothing(
     gsc: Gsc, unsigned: str, docker_client: docker.DockerClient
 ) -> None:
     key_path = gsc.workdir / "protected-2.pem"
-    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSPHRASE.encode()),
-        )
-    )
+    write_key(key_path, PASSPHRASE.encode())
     passphrase = gsc.workdir / "wrong-passphrase.txt"
     passphrase.write_text("not it\n", encoding="utf-8")
     images = sorted(i.id for i in docker_client.images.list(all=True))
