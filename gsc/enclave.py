@@ -30,7 +30,6 @@ class Enclave:
     manifest: dict[str, Any]
     mr_enclave: bytes
     sigstruct: bytes | None  # the shipped SIGSTRUCT, if the image is signed
-    shipped_manifest_sgx: bool
 
     @property
     def uses_standin(self) -> bool:
@@ -76,7 +75,6 @@ def read_enclave(engine: Engine, name: str) -> Enclave:
         manifest=manifest,
         mr_enclave=mr_enclave,
         sigstruct=files.get(SIGSTRUCT),
-        shipped_manifest_sgx=MANIFEST_SGX in files,
     )
 
 

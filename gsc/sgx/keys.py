@@ -23,7 +23,7 @@ from gsc.errors import KeyFileError
 
 KEY_BITS = 3072
 PUBLIC_EXPONENT = 3
-GENERATE_HINT = "make one with: openssl genrsa -3 -out KEY.pem 3072"
+GENERATE_HINT = "make one with: gsc generate-key KEY.pem"
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)(?:-----END \1-----|\Z)", re.DOTALL

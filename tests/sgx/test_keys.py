@@ -122,7 +122,7 @@ def test_a_2048_bit_key_is_refused(tmp_path: Path) -> None:
 
     assert str(caught.value) == (
         f"{path}: the key is 2048 bits but SGX needs 3072; "
-        "make one with: openssl genrsa -3 -out KEY.pem 3072"
+        "make one with: gsc generate-key KEY.pem"
     )
 
 
