@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from gsc import __version__
 from gsc.config import Config, load_config
+from gsc.engine import LOST_ENGINE
 from gsc.errors import GscError
 from gsc.extras import (
     DEFAULT_VOLUME_KEY,
@@ -563,6 +564,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handler(args, ui)
     except GscError as error:
         ui.error(str(error))
+        return EXIT_USER
+    except LOST_ENGINE as error:
+        ui.error(
+            "the container engine stopped answering; is it still running?"
+            f" ({error.__class__.__name__})"
+        )
         return EXIT_USER
     except KeyboardInterrupt:
         ui.error("interrupted")

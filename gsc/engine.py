@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from gsc.errors import EngineError, ImageError
 
@@ -216,7 +217,10 @@ class Engine:
                 image_id = log.feed(chunk) or image_id
         except docker.errors.APIError as err:
             raise EngineError(f"image build failed: {_explain(err)}") from err
-        except requests.exceptions.RequestException as err:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+        ) as err:
             raise EngineError(
                 "the container engine went away during the build"
                 f" ({err.__class__.__name__})"
@@ -247,14 +251,14 @@ class Engine:
         """Remove an image if nothing uses it; say whether it went."""
         try:
             self._api.remove_image(image_id, noprune=True)
-        except docker.errors.APIError:
+        except (docker.errors.APIError, requests.exceptions.RequestException):
             return False
         return True
 
     def image_tags(self, image_id: str) -> list[str]:
         try:
             tags: list[str] = self._api.inspect_image(image_id).get("RepoTags") or []
-        except docker.errors.APIError:
+        except (docker.errors.APIError, requests.exceptions.RequestException):
             return []
         return tags
 
@@ -312,6 +316,14 @@ def split_reference(name: str) -> tuple[str, str]:
     if colon > slash:
         return name[:colon], name[colon + 1 :]
     return name, "latest"
+
+
+# Raised by the docker SDK when the engine stops answering mid-conversation.
+LOST_ENGINE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    urllib3.exceptions.HTTPError,
+)
 
 
 def connect() -> Engine:
