@@ -108,8 +108,12 @@ class OwnEngine:
         # leaves its own behind.
         self.starts += 1
         with (self.root / "engine.log").open("ab") as log:
+            # In a network namespace of its own: an engine started without a
+            # bridge would otherwise delete the host engine's docker0.
             self.process = subprocess.Popen(
                 [
+                    "unshare",
+                    "--net",
                     "dockerd",
                     "--data-root",
                     str(self.root / "data"),
@@ -250,3 +254,7 @@ def test_engine_killed_during_the_build(
     assert list((tmp_path / "tmp").iterdir()) == []
     assert own_engine.docker("image", "inspect", "--format", "{{.Id}}", image) == good
     assert own_engine.docker("ps", "--all", "--quiet") == ""
+    host_engine = subprocess.run(
+        ["docker", "run", "--rm", "gsc-test/musl-app"], capture_output=True, text=True
+    )
+    assert host_engine.returncode == 0, host_engine.stderr
