@@ -10,6 +10,7 @@ import posixpath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gsc.errors import ImageError
 from gsc.manifest import dumps, loads
 from gsc.trust import Choices, Reader, select_trusted
 
@@ -71,7 +72,7 @@ def test_any_command_line_survives_the_manifest(argv: list[str]) -> None:
     assert loads(dumps(manifest))["loader"]["argv"] == argv
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "..", ".", "", "c"]), max_size=8),
     st.sampled_from(["../../etc", "/etc", "..", "b/../..", "c"]),
@@ -79,7 +80,12 @@ def test_any_command_line_survives_the_manifest(argv: list[str]) -> None:
 def test_resolving_never_leaves_the_image_root(parts: list[str], target: str) -> None:
     fs = Tree().dir("/a").dir("/a/b").symlink("/a/b/c", target).read()
 
-    resolved = fs.resolve("/" + "/".join(parts))
+    try:
+        resolved = fs.resolve("/" + "/".join(parts))
+    except ImageError as error:
+        # A link to itself is a loop: a one-line error, never a hang.
+        assert "too many levels of symbolic links" in str(error)
+        return
 
     assert resolved.startswith("/")
     assert posixpath.normpath(resolved) == resolved
