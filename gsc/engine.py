@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -137,7 +139,10 @@ class Engine:
                 self._remove_container(container["Id"])
 
     def _remove_container(self, container_id: str) -> None:
-        with suppress(docker.errors.APIError, requests.exceptions.RequestException):
+        with (
+            _signals_held(),
+            suppress(docker.errors.APIError, requests.exceptions.RequestException),
+        ):
             self._api.remove_container(container_id, force=True)
 
     def build(
@@ -250,7 +255,8 @@ class Engine:
     def remove_image(self, image_id: str) -> bool:
         """Remove an image if nothing uses it; say whether it went."""
         try:
-            self._api.remove_image(image_id, noprune=True)
+            with _signals_held():
+                self._api.remove_image(image_id, noprune=True)
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return False
         return True
@@ -261,6 +267,21 @@ class Engine:
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return []
         return tags
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while cleaning up, so that a signal cannot
+    cut a removal short; they arrive as soon as it is done."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _BuildLog:
