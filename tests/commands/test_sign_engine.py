@@ -56,6 +56,31 @@ def write_key(path: Path, passphrase: bytes | None = None) -> rsa.RSAPrivateKey:
     return key
 
 
+def public_key_of(key: Path, public: Path) -> None:
+    """Write the public half of `key`, as an external signer would hand it over."""
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(public)],
+        check=True,
+    )
+
+
+def openssl_sign(key: Path, data: Path, signature: Path) -> None:
+    """Sign `data` with openssl, the external signer of the README's example."""
+    subprocess.run(
+        [
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-sign",
+            str(key),
+            "-out",
+            str(signature),
+            str(data),
+        ],
+        check=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def unsigned(gsc: Gsc, docker_client: docker.DockerClient) -> Iterator[str]:
     docker_client.images.get("gsc-test/python-app").tag(APP, "latest")
@@ -119,26 +144,11 @@ def test_external_signer_gives_the_same_signature(
     public = gsc.workdir / "public.pem"
     data = gsc.workdir / "to-sign.bin"
     signature = gsc.workdir / "signature.bin"
-    subprocess.run(
-        ["openssl", "pkey", "-in", str(key_file), "-pubout", "-out", str(public)],
-        check=True,
-    )
+    public_key_of(key_file, public)
 
     common = ("--public-key", str(public), "--date", "2026-01-02")
     gsc("sign-image", APP, *common, "--export-signing-data", str(data))
-    subprocess.run(
-        [
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-sign",
-            str(key_file),
-            "-out",
-            str(signature),
-            str(data),
-        ],
-        check=True,
-    )
+    openssl_sign(key_file, data, signature)
     gsc("sign-image", APP, *common, "--signature", str(signature))
     external = read_app_file(docker_client, SIGNED, "entrypoint.sig")
 
@@ -153,23 +163,8 @@ def test_external_signature_over_other_data_is_refused(
     signature = gsc.workdir / "wrong.bin"
     other = gsc.workdir / "other.bin"
     other.write_bytes(b"not the SIGSTRUCT")
-    subprocess.run(
-        ["openssl", "pkey", "-in", str(key_file), "-pubout", "-out", str(public)],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-sign",
-            str(key_file),
-            "-out",
-            str(signature),
-            str(other),
-        ],
-        check=True,
-    )
+    public_key_of(key_file, public)
+    openssl_sign(key_file, other, signature)
     before = (
         docker_client.images.get(SIGNED).id if _exists(docker_client, SIGNED) else ""
     )
