@@ -61,6 +61,14 @@ class Engine:
             raise ImageError(f"image '{name}': {_explain(err)}") from err
         return attrs
 
+    def info(self) -> dict[str, Any]:
+        """The engine's description of itself (`docker info`)."""
+        try:
+            info: dict[str, Any] = self._api.info()
+        except docker.errors.APIError as err:
+            raise EngineError(f"the engine: {_explain(err)}") from err
+        return info
+
     def image_exists(self, name: str) -> bool:
         try:
             self._api.inspect_image(name)

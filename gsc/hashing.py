@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Literal, Protocol, cast
 
-from gsc.errors import ImageError
+from gsc.errors import GscError, ImageError
 from gsc.image import (
     HEAD_SIZE,
     KEPT_FILES,
@@ -124,6 +124,66 @@ class Strand:
                 pool._finished(len(chunk), 0)
 
 
+class FileDigest(Digest):
+    """The SHA-256 of a file read from disk, with the first bytes asked for."""
+
+    __slots__ = ("head",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = b""
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFile:
+    """A file on the host for a worker to read and hash: where, and what to keep."""
+
+    path: str
+    size: int
+    head_size: int
+    digest: FileDigest
+
+
+class _DiskBatch:
+    """Files on the host, read and hashed by one worker, one after another.
+
+    Handing over files in batches keeps the cost of each hand-over, which
+    is paid under the interpreter lock, small beside the reading.
+    """
+
+    def __init__(self, files: list[DiskFile], reserved: int) -> None:
+        self._files = files
+        self._reserved = reserved
+
+    def run(self, pool: HashPool) -> None:
+        try:
+            for file in self._files:
+                _hash_disk_file(file, pool.chunk)
+        finally:
+            pool._finished(self._reserved, len(self._files))
+
+
+def _hash_disk_file(file: DiskFile, chunk: int) -> None:
+    digest = hashlib.sha256()
+    read = 0
+    try:
+        with open(file.path, "rb", buffering=0) as source:
+            while block := source.read(chunk):
+                if read == 0 and file.head_size:
+                    file.digest.head = block[: file.head_size]
+                digest.update(block)
+                read += len(block)
+    except OSError as err:
+        raise ImageError(
+            f"cannot read {file.path} from the engine's storage ({err.strerror or err})"
+        ) from err
+    if read != file.size:
+        raise ImageError(
+            f"{file.path} in the engine's storage changed while it was read"
+        )
+    file.digest.value = digest.hexdigest()
+
+
 class HashPool:
     """Worker threads that hash files handed to them, in any number at once.
 
@@ -181,6 +241,19 @@ class HashPool:
         self._queue.put(work)
         return work.digest
 
+    def disk_files(self, files: list[DiskFile]) -> None:
+        """Read and hash files on the host; their digests are known after `wait`."""
+        if not files:
+            return
+        self.files_hashed += len(files)
+        size = sum(file.size for file in files)
+        self.bytes_hashed += size
+        # Only paths wait in the queue, but waiting for the budget keeps the
+        # walk of the directories from running far ahead of the hashing.
+        reserved = min(size, self._budget)
+        self._reserve(reserved, files=len(files))
+        self._submit(_DiskBatch(files, reserved))
+
     def strand(self) -> Strand:
         """Start a file too large to be held whole."""
         self.files_hashed += 1
@@ -237,6 +310,8 @@ class HashPool:
                     self._condition.notify_all()
 
     def _raise_failure(self) -> None:
+        if isinstance(self._error, GscError):
+            raise self._error
         if self._error is not None:
             raise RuntimeError("a hashing thread failed") from self._error
 

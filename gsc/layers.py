@@ -32,6 +32,7 @@ import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gsc.errors import ImageError
@@ -45,6 +46,7 @@ from gsc.hashing import (
     read_records,
 )
 from gsc.image import Entry, FileSystem, WantsHash, keeps_content
+from gsc.layerdirs import StorageChanged, read_directory
 
 if TYPE_CHECKING:
     from gsc.layercache import LayerCache
@@ -93,6 +95,11 @@ class Fingerprint:
 
     size: int
     head_sha256: str
+
+
+# The fingerprint of a layer read from its directory, whose tar is unknown:
+# no member of a saved image has it.
+NO_FINGERPRINT = Fingerprint(-1, "")
 
 
 @dataclass(frozen=True)
@@ -234,15 +241,18 @@ def read_image(
     on_bytes: Callable[[int], None] = _ignore,
     *,
     diff_ids: Sequence[str] | None = None,
+    directories: Sequence[Path] | None = None,
     pool: HashPool | None = None,
 ) -> FileSystem:
-    """Read an image's file system from its saved layers, hashing what is asked.
+    """Read an image's file system layer by layer, hashing what is asked.
 
     Layers found in `cache` are not hashed again, and when all of them are
-    there the saved image is not even read; layers hashed now are added to
-    it. `diff_ids` are the image's layers as `docker inspect` lists them
-    (asked of the engine when not given). `on_bytes` counts the bytes of the
-    files read, or found in the cache.
+    there the engine is not asked for any; layers hashed now are added to
+    it. The others are read from `directories`, the layers' directories in
+    the engine's storage (`gsc.layerdirs`), when given, and otherwise from
+    the saved image. `diff_ids` are the image's layers as `docker inspect`
+    lists them (asked of the engine when not given). `on_bytes` counts the
+    bytes of the files read, or found in the cache.
     """
     if diff_ids is None:
         inspected = engine.inspect_image(image_id)
@@ -251,7 +261,10 @@ def read_image(
     pool = pool if pool is not None else HashPool()
     try:
         reading = _Reading(engine, image_id, wants_hash, cache, pool, on_bytes)
-        layers = reading.layers(tuple(str(d) for d in diff_ids))
+        layers = reading.layers(
+            tuple(str(d) for d in diff_ids),
+            None if directories is None else tuple(directories),
+        )
     finally:
         if own:
             pool.close()
@@ -300,12 +313,42 @@ class _Reading:
         self._cached: dict[str, CachedLayer] = {}
         self._unclaimed: dict[str, CachedLayer] = {}
 
-    def layers(self, diff_ids: tuple[str, ...]) -> list[Layer]:
+    def layers(
+        self, diff_ids: tuple[str, ...], directories: tuple[Path, ...] | None
+    ) -> list[Layer]:
         self._cached = self._from_cache(diff_ids)
         if diff_ids and all(d in self._cached for d in diff_ids):
             for diff_id in diff_ids:
                 self._on_bytes(self._cached[diff_id].layer.file_bytes)
             return [self._cached[d].layer for d in diff_ids]
+        if directories is not None and len(directories) == len(diff_ids):
+            try:
+                return self._from_directories(diff_ids, directories)
+            except StorageChanged:
+                # Read the saved image instead, as for any other engine.
+                self._pool.wait()
+        return self._from_saved_image(diff_ids)
+
+    def _from_directories(
+        self, diff_ids: tuple[str, ...], directories: tuple[Path, ...]
+    ) -> list[Layer]:
+        walks: dict[str, Callable[[], list[Record]]] = {}
+        for diff_id, directory in zip(diff_ids, directories, strict=True):
+            if diff_id in self._cached:
+                self._on_bytes(self._cached[diff_id].layer.file_bytes)
+            elif diff_id not in walks:
+                walks[diff_id] = read_directory(
+                    directory, self._wants_hash, self._pool, self._on_bytes
+                )
+        self._pool.wait()
+        for diff_id, records in walks.items():
+            layer = layer_of(records())
+            if self._cache is not None:
+                self._cache.store(diff_id, layer, NO_FINGERPRINT)
+            self._cached[diff_id] = CachedLayer(diff_id, layer, NO_FINGERPRINT)
+        return [self._cached[d].layer for d in diff_ids]
+
+    def _from_saved_image(self, diff_ids: tuple[str, ...]) -> list[Layer]:
         self._unclaimed = dict(self._cached)
         found = self._pass(only=None)
         chain = _chain(found.documents, self._image_id)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import os
 import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -17,6 +20,7 @@ from gsc.engine import Engine
 from gsc.hashing import HashPool
 from gsc.image import FileSystem, read_filesystem
 from gsc.layercache import LayerCache
+from gsc.layerdirs import layer_directories
 from gsc.layers import read_image
 
 pytestmark = pytest.mark.engine
@@ -149,3 +153,83 @@ def test_a_layer_saved_as_a_link_to_an_identical_one(
     fs = read_image(engine, whiteouts_image, everything, None)
 
     assert comparable(fs) == comparable(export_of(engine, whiteouts_image))
+
+
+class SavingRefused:
+    """The engine, for a reader that must not ask it to save the image."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def inspect_image(self, name: str) -> dict[str, Any]:
+        return self._engine.inspect_image(name)
+
+    def save_image(self, image_id: str) -> Iterator[bytes]:
+        raise AssertionError("the saved image was asked for")
+
+
+def directories_of(engine: Engine, image_id: str) -> list[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("the engine's storage is readable by root only")
+    inspected = engine.inspect_image(image_id)
+    directories = layer_directories(inspected, engine.info())
+    assert directories is not None, "this engine's layers should be readable"
+    return directories
+
+
+@pytest.mark.parametrize("name", ["gsc-test/python-app", "whiteouts"])
+def test_storage_directories_give_the_layers_of_the_saved_image(
+    engine: Engine, whiteouts_image: str, name: str, tmp_path: Path
+) -> None:
+    image_id = whiteouts_image if name == "whiteouts" else name
+    directories = directories_of(engine, image_id)
+    cache = LayerCache(tmp_path)
+
+    with HashPool() as pool:
+        direct = read_image(
+            SavingRefused(engine), image_id, everything, cache, directories=directories
+        )
+        from_disk = read_image(
+            SavingRefused(engine),
+            image_id,
+            everything,
+            None,
+            directories=directories,
+            pool=pool,
+        )
+    saved = read_image(engine, image_id, everything, None)
+
+    assert pool.files_hashed > 1000
+    assert list(from_disk.entries.items()) == list(saved.entries.items())
+    assert from_disk.contents == saved.contents
+    assert direct == from_disk
+    # What the directories gave was kept, and is what the saved image gives.
+    assert read_image(SavingRefused(engine), image_id, everything, cache) == saved
+
+
+def test_the_top_layer_alone_is_read_from_its_directory(
+    engine: Engine, whiteouts_image: str, tmp_path: Path
+) -> None:
+    # Two steps below the image: its two top layers are one and the same.
+    below = whiteouts_image
+    for _ in range(2):
+        below = str(engine.inspect_image(below)["Parent"] or "")
+        assert below, "the test image should have parent images"
+    cache = LayerCache(tmp_path)
+    read_image(
+        engine, below, everything, cache, directories=directories_of(engine, below)
+    )
+
+    with HashPool() as pool:
+        fs = read_image(
+            SavingRefused(engine),
+            whiteouts_image,
+            everything,
+            cache,
+            directories=directories_of(engine, whiteouts_image),
+            pool=pool,
+        )
+
+    top = "/same/x"
+    assert pool.files_hashed == 1
+    assert fs.entries[top].sha256 == hashlib.sha256(b"same\n").hexdigest()

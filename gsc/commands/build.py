@@ -32,6 +32,7 @@ from gsc.generate import (
 from gsc.gramine import GramineRuntime, read_runtime
 from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
 from gsc.layercache import LayerCache
+from gsc.layerdirs import layer_directories
 from gsc.layers import read_image
 from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
 from gsc.manifest import validate as validate_manifest
@@ -225,9 +226,7 @@ def _plan(
     ui: Ui,
 ) -> Plan:
     choices = _choices(user_manifest, app, options.extras, ui)
-    app_fs = _read_app(
-        engine, app, int(app_attrs.get("Size") or 0), choices, options, ui
-    )
+    app_fs = _read_app(engine, app, app_attrs, choices, options, ui)
     _check_compatible(runtime, app_fs, options)
     final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
 
@@ -281,20 +280,23 @@ def _check_compatible(
 def _read_app(
     engine: Engine,
     app: ImageConfig,
-    size: int,
+    app_attrs: dict[str, Any],
     choices: Choices,
     options: BuildOptions,
     ui: Ui,
 ) -> FileSystem:
     ui.step(f"Reading and hashing the files of {app.name}")
-    progress = ui.progress("hashing", size)
-    if options.no_cache:
+    directories = _layer_directories(engine, app_attrs)
+    if directories is not None:
+        ui.detail("reading the layers from the engine's storage directories")
+    progress = ui.progress("hashing", int(app_attrs.get("Size") or 0))
+    if options.no_cache and directories is None:
         # Nothing is reused or written: the merged file system is the fastest
         # thing the engine streams.
         with engine.export_filesystem(app.id) as stream:
             app_fs = read_filesystem(stream, choices.wants_hash, progress.advance)
     else:
-        cache = LayerCache()
+        cache = None if options.no_cache else LayerCache()
         app_fs = read_image(
             engine,
             app.id,
@@ -302,13 +304,21 @@ def _read_app(
             cache,
             progress.advance,
             diff_ids=app.layers,
+            directories=directories,
         )
-        for problem in cache.problems[:3]:
+        for problem in cache.problems[:3] if cache is not None else []:
             ui.warn(problem)
     progress.close()
     for name in app_fs.skipped_names[:5]:
         ui.warn(f"not trusted: the name {name!r} is not valid UTF-8")
     return app_fs
+
+
+def _layer_directories(engine: Engine, app_attrs: dict[str, Any]) -> list[Path] | None:
+    """The application's layer directories, if GSC can read them here."""
+    if (app_attrs.get("GraphDriver") or {}).get("Name") != "overlay2":
+        return None
+    return layer_directories(app_attrs, engine.info())
 
 
 def _choices(
