@@ -124,24 +124,18 @@ class Strand:
                 pool._finished(len(chunk), 0)
 
 
-class FileDigest(Digest):
-    """The SHA-256 of a file read from disk, with the first bytes asked for."""
+class DiskFile(Digest):
+    """A file on the host for a worker to read and hash, and then its digest
+    and the first `head_size` bytes of it."""
 
-    __slots__ = ("head",)
+    __slots__ = ("head", "head_size", "path", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, path: str, size: int, head_size: int = 0) -> None:
         super().__init__()
+        self.path = path
+        self.size = size
+        self.head_size = head_size
         self.head = b""
-
-
-@dataclass(frozen=True, slots=True)
-class DiskFile:
-    """A file on the host for a worker to read and hash: where, and what to keep."""
-
-    path: str
-    size: int
-    head_size: int
-    digest: FileDigest
 
 
 class _DiskBatch:
@@ -170,7 +164,7 @@ def _hash_disk_file(file: DiskFile, chunk: int) -> None:
         with open(file.path, "rb", buffering=0) as source:
             while block := source.read(chunk):
                 if read == 0 and file.head_size:
-                    file.digest.head = block[: file.head_size]
+                    file.head = block[: file.head_size]
                 digest.update(block)
                 read += len(block)
     except OSError as err:
@@ -181,7 +175,7 @@ def _hash_disk_file(file: DiskFile, chunk: int) -> None:
         raise ImageError(
             f"{file.path} in the engine's storage changed while it was read"
         )
-    file.digest.value = digest.hexdigest()
+    file.value = digest.hexdigest()
 
 
 class HashPool:

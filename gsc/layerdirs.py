@@ -23,12 +23,11 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gsc.errors import ImageError
-from gsc.hashing import WHITEOUT, DiskFile, FileDigest, HashPool, Record
+from gsc.hashing import WHITEOUT, DiskFile, HashPool, Record
 from gsc.image import HEAD_SIZE, WantsHash, has_bad_name, keeps_content
 
 _OPAQUE_ATTRIBUTE = "trusted.overlay.opaque"
@@ -100,12 +99,9 @@ class StorageChanged(Exception):
     """A layer directory holds what GSC does not read the same as the engine's tar."""
 
 
-@dataclass
-class _Pending:
-    """A file whose digest and first bytes a worker is still reading."""
-
-    record: Record
-    digest: FileDigest
+# A file whose digest and first bytes a worker is still reading: its path
+# in the image, mode, owner, and the worker's part.
+_Pending = tuple[str, int, int, int, DiskFile]
 
 
 def read_directory(
@@ -198,11 +194,9 @@ class _Walk:
         if keep:
             self._kept(disk_path, path, info, owner)
         elif executable or self._wants_hash(path):
-            digest = FileDigest()
-            record = Record(path, "file", *owner, size, "", digest)
-            self._found.append(_Pending(record, digest))
-            head = HEAD_SIZE if executable else 0
-            self._batch.append(DiskFile(disk_path, size, head, digest))
+            file = DiskFile(disk_path, size, HEAD_SIZE if executable else 0)
+            self._found.append((path, *owner, file))
+            self._batch.append(file)
             self._batch_bytes += size
             self._on_bytes(size)
             if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
@@ -237,18 +231,8 @@ class _Walk:
 def _done(item: Record | _Pending) -> Record:
     if isinstance(item, Record):
         return item
-    record = item.record
-    return Record(
-        record.path,
-        record.kind,
-        record.mode,
-        record.uid,
-        record.gid,
-        record.size,
-        record.target,
-        record.digest,
-        item.digest.head,
-    )
+    path, mode, uid, gid, file = item
+    return Record(path, "file", mode, uid, gid, file.size, "", file, file.head)
 
 
 def _is_opaque(disk_path: str) -> bool:
@@ -285,5 +269,6 @@ def _tree(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
 
 def _children(disk_path: str, path: str) -> Iterator[tuple[str, str]]:
     names = sorted(os.listdir(disk_path), key=os.fsencode)
+    prefix = "" if path == "/" else path
     for name in names:
-        yield os.path.join(disk_path, name), posixpath.join(path, name)
+        yield f"{disk_path}/{name}", f"{prefix}/{name}"

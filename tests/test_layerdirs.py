@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gsc.errors import ImageError
-from gsc.hashing import DiskFile, FileDigest, HashPool, Record
+from gsc.hashing import DiskFile, HashPool, Record
 from gsc.layerdirs import StorageChanged, layer_directories, read_directory
 from gsc.layers import apply_layers, layer_of
 
@@ -175,7 +175,7 @@ def test_a_file_that_changes_size_while_read_is_an_error(tmp_path: Path) -> None
     path = tmp_path / "file"
     path.write_bytes(b"12345")
     with HashPool(workers=1) as pool:
-        pool.disk_files([DiskFile(str(path), 4, 0, FileDigest())])
+        pool.disk_files([DiskFile(str(path), 4)])
         with pytest.raises(ImageError, match="changed while it was read"):
             pool.wait()
 
