@@ -38,6 +38,7 @@ import os
 import re
 import tempfile
 import zlib
+from binascii import a2b_base64
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -184,14 +185,22 @@ def _layer_from(document: dict[str, Any]) -> Layer:
 
 def _entry(row: list[Any]) -> Entry:
     path, kind, mode, uid, gid, size, target, sha256, head = row
+    # The checksum vouches for what was written; the types are checked
+    # once for the whole row rather than converted field by field, since
+    # a layer may hold hundreds of thousands of entries.
+    if not (
+        type(path) is type(kind) is type(target) is type(sha256) is type(head) is str
+        and type(mode) is type(uid) is type(gid) is type(size) is int
+    ):
+        raise ValueError(f"an entry of the wrong types: {row!r:.200}")
     return Entry(
-        path=str(path),
-        kind=str(kind),
-        mode=int(mode),
-        uid=int(uid),
-        gid=int(gid),
-        size=int(size),
-        target=str(target),
-        sha256=str(sha256),
-        head=base64.b64decode(head),
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        size,
+        target,
+        sha256,
+        a2b_base64(head) if head else b"",
     )
