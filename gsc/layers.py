@@ -233,6 +233,10 @@ def _ignore(size: int) -> None:
     """Progress that nobody watches."""
 
 
+def _say_nothing(note: str) -> None:
+    """Notes that nobody reads."""
+
+
 def read_image(
     engine: ImageSaver,
     image_id: str,
@@ -243,6 +247,7 @@ def read_image(
     diff_ids: Sequence[str] | None = None,
     directories: Sequence[Path] | None = None,
     pool: HashPool | None = None,
+    on_note: Callable[[str], None] = _say_nothing,
 ) -> FileSystem:
     """Read an image's file system layer by layer, hashing what is asked.
 
@@ -252,7 +257,8 @@ def read_image(
     the engine's storage (`gsc.layerdirs`), when given, and otherwise from
     the saved image. `diff_ids` are the image's layers as `docker inspect`
     lists them (asked of the engine when not given). `on_bytes` counts the
-    bytes of the files read, or found in the cache.
+    bytes of the files read, or found in the cache; `on_note` hears why the
+    directories were given up, if they were.
     """
     if diff_ids is None:
         inspected = engine.inspect_image(image_id)
@@ -265,6 +271,8 @@ def read_image(
             tuple(str(d) for d in diff_ids),
             None if directories is None else tuple(directories),
         )
+        if reading.fallback:
+            on_note(reading.fallback)
     finally:
         if own:
             pool.close()
@@ -312,6 +320,8 @@ class _Reading:
         self._on_bytes = on_bytes
         self._cached: dict[str, CachedLayer] = {}
         self._unclaimed: dict[str, CachedLayer] = {}
+        # Why the layer directories were given up for the saved image.
+        self.fallback = ""
 
     def layers(
         self, diff_ids: tuple[str, ...], directories: tuple[Path, ...] | None
@@ -324,9 +334,9 @@ class _Reading:
         if directories is not None and len(directories) == len(diff_ids):
             try:
                 return self._from_directories(diff_ids, directories)
-            except StorageChanged:
-                # Read the saved image instead, as for any other engine.
+            except StorageChanged as err:
                 self._pool.wait()
+                self.fallback = f"{err}; reading the saved image instead"
         return self._from_saved_image(diff_ids)
 
     def _from_directories(

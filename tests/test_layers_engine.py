@@ -233,3 +233,29 @@ def test_the_top_layer_alone_is_read_from_its_directory(
     top = "/same/x"
     assert pool.files_hashed == 1
     assert fs.entries[top].sha256 == hashlib.sha256(b"same\n").hexdigest()
+
+
+def test_a_layer_directory_docker_would_not_make_falls_back_to_the_saved_image(
+    engine: Engine, tmp_path: Path
+) -> None:
+    image_id = str(engine.inspect_image("gsc-test/python-app")["Id"])
+    directories = directories_of(engine, image_id)
+    odd = tmp_path / "diff"
+    (odd / "moved").mkdir(parents=True)
+    os.setxattr(odd / "moved", "trusted.overlay.redirect", b"/elsewhere")
+    notes: list[str] = []
+
+    fs = read_image(
+        engine,
+        image_id,
+        everything,
+        None,
+        directories=[*directories[:-1], odd],
+        on_note=notes.append,
+    )
+
+    assert fs == read_image(engine, image_id, everything, None)
+    assert "/moved" not in fs.entries
+    assert len(notes) == 1
+    assert "trusted.overlay.redirect" in notes[0]
+    assert "reading the saved image instead" in notes[0]

@@ -287,15 +287,18 @@ def _read_app(
 ) -> FileSystem:
     ui.step(f"Reading and hashing the files of {app.name}")
     directories = _layer_directories(engine, app_attrs)
-    if directories is not None:
-        ui.detail("reading the layers from the engine's storage directories")
     progress = ui.progress("hashing", int(app_attrs.get("Size") or 0))
-    if options.no_cache and directories is None:
+    if directories is None and options.no_cache:
         # Nothing is reused or written: the merged file system is the fastest
         # thing the engine streams.
+        ui.detail("reading the file system that the engine exports")
         with engine.export_filesystem(app.id) as stream:
             app_fs = read_filesystem(stream, choices.wants_hash, progress.advance)
     else:
+        source = "the engine's saved image"
+        if directories is not None:
+            source = "their directories in the engine's storage"
+        ui.detail(f"reading the layers from {source}")
         cache = None if options.no_cache else LayerCache()
         app_fs = read_image(
             engine,
@@ -305,6 +308,7 @@ def _read_app(
             progress.advance,
             diff_ids=app.layers,
             directories=directories,
+            on_note=ui.detail,
         )
         for problem in cache.problems[:3] if cache is not None else []:
             ui.warn(problem)
