@@ -7,6 +7,7 @@ dicts, arrays are lists. Nothing here talks to a container engine.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,9 @@ _COMMAND_LINE_KEYS = ("argv", "argv_src_file", "insecure__use_cmdline_argv")
 _SEARCH_LIST_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD")
 _SIZE_PATTERN = re.compile(r"([0-9]+)([KMG]?)")
 _SIZE_SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+# The arrays of the sgx table that list files: they can hold an entry for
+# every file of the image, so they are checked and written with care for speed.
+_FILE_LISTS = ("trusted_files", "allowed_files")
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,13 @@ class TrustedFile:
 
     def as_entry(self) -> str | dict[str, str]:
         """The manifest form: a `{uri, sha256}` table, or the bare URI if unhashed."""
-        if self.sha256 is None:
-            return self.uri
-        return {"uri": self.uri, "sha256": self.sha256}
+        return _trusted_entry(self.uri, self.sha256)
+
+
+def _trusted_entry(uri: str, sha256: str | None) -> str | dict[str, str]:
+    if sha256 is None:
+        return uri
+    return {"uri": uri, "sha256": sha256}
 
 
 # ---------------------------------------------------------------------------
@@ -83,7 +91,7 @@ def loads(text: str) -> Manifest:
 def dumps(manifest: Manifest) -> str:
     """Serialize a manifest the way Gramine's own tools write it (tomli-w)."""
     _check_values(manifest)
-    return tomli_w.dumps(manifest)
+    return _toml_text(manifest)
 
 
 def _parse(text: str, source: str) -> Manifest:
@@ -91,6 +99,132 @@ def _parse(text: str, source: str) -> Manifest:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ManifestError(f"{source}: invalid TOML: {error}") from None
+
+
+# ---------------------------------------------------------------------------
+# Writing the file lists
+#
+# tomli-w takes several microseconds for each entry of an array, and the file
+# lists of the sgx table have one for every file of the image. Those lists
+# are written here instead, character for character as tomli-w writes them;
+# tomli-w writes everything else, and places the lists. The tests compare the
+# two writers on many manifests.
+
+# tomli-w writes an array of tables out of line when one of the tables,
+# written inline and indented, is longer than this.
+_INLINE_LIMIT = 100
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_ESCAPED = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
+_TOML_ESCAPES = {
+    "\b": "\\b",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def _toml_text(manifest: Manifest) -> str:
+    """`tomli_w.dumps(manifest)`, faster for long file lists.
+
+    Each file list is swapped for a stand-in that tomli-w writes in the same
+    form (inline, or as an array of tables) and so in the same place; then
+    the stand-in's text is replaced with the list's.
+    """
+    sgx = manifest.get("sgx")
+    if not isinstance(sgx, dict):
+        return tomli_w.dumps(manifest)
+    stand_ins: dict[str, Any] = {}
+    replacements: list[tuple[str, str]] = []
+    for key in _FILE_LISTS:
+        entries = sgx.get(key)
+        written = _write_file_list(key, entries) if type(entries) is list else None
+        if written is not None:
+            stand_ins[key], stand_in_text, text = written
+            replacements.append((stand_in_text, text))
+    text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
+    for stand_in_text, list_text in replacements:
+        before, _, after = text.partition(stand_in_text)
+        text = before + list_text + after
+    return text
+
+
+def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | None:
+    """A stand-in for the file list `sgx.<key>`, its text, and the list's text.
+
+    None when the list holds anything but strings and tables of strings.
+    """
+    # NUL is escaped as \u0000, and no manifest string can hold it, so the
+    # stand-in's text is found nowhere else; twenty of them make a table too
+    # long to be written inline.
+    marker = "\0" * 20 + key
+    if entries and all(type(entry) is dict for entry in entries):
+        tables = _write_tables(entries)
+        if tables is None:
+            return None
+        inline = (f"    {_inline_table(pairs)}," for pairs in tables)
+        if any(len(line) > _INLINE_LIMIT for line in inline):
+            header = f"[[sgx.{key}]]\n"
+            text = "\n".join(header + "".join(pairs) for pairs in tables)
+            stand_in_text = f"{header}gsc = {_toml_string(marker)}\n"
+            return [{"gsc": marker}], stand_in_text, text
+    items = [_write_inline(entry) for entry in entries]
+    if None in items:
+        return None
+    text = "".join(f"    {item},\n" for item in items)
+    return marker, _toml_string(marker), f"[\n{text}]" if text else "[]"
+
+
+def _write_tables(entries: list[Any]) -> list[list[str]] | None:
+    """The `key = value` lines of each table; None if one is not all strings."""
+    tables = []
+    for entry in entries:
+        pairs = _write_pairs(entry)
+        if pairs is None:
+            return None
+        tables.append(pairs)
+    return tables
+
+
+def _write_pairs(table: dict[Any, Any]) -> list[str] | None:
+    """The `key = value` lines of a table of strings; None for another table."""
+    pairs = []
+    for key, value in table.items():
+        if type(key) is not str or type(value) is not str:
+            return None
+        pairs.append(f"{_toml_key(key)} = {_toml_string(value)}\n")
+    return pairs
+
+
+def _write_inline(entry: Any) -> str | None:
+    if type(entry) is str:
+        return _toml_string(entry)
+    pairs = _write_pairs(entry) if type(entry) is dict else None
+    return None if pairs is None else _inline_table(pairs)
+
+
+def _inline_table(pairs: list[str]) -> str:
+    if not pairs:
+        return "{}"
+    return "{ " + ", ".join(pair.rstrip("\n") for pair in pairs) + " }"
+
+
+@functools.lru_cache(maxsize=1024)
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """A basic string, with the escapes tomli-w uses."""
+    if _TOML_ESCAPED.search(text) is None:
+        return f'"{text}"'
+    return '"' + _TOML_ESCAPED.sub(_toml_escape, text) + '"'
+
+
+def _toml_escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return _TOML_ESCAPES.get(char) or f"\\u{ord(char):04x}"
 
 
 # ---------------------------------------------------------------------------
@@ -152,6 +286,13 @@ def _merge_tables(generated: Manifest, user: Manifest, path: KeyPath) -> Manifes
     for key, value in generated.items():
         if key in user:
             merged[key] = _merge_value(value, user[key], (*path, key))
+        elif isinstance(value, dict):
+            # Walked rather than copied whole, for the trusted files below.
+            merged[key] = _merge_tables(value, {}, (*path, key))
+        elif (*path, key) == _TRUSTED_FILES and isinstance(value, list):
+            # Not copied: _finish_trusted_files builds each entry anew, and
+            # there can be one for every file of the image.
+            merged[key] = value
         else:
             merged[key] = copy.deepcopy(value)
     for key, value in user.items():
@@ -214,8 +355,9 @@ def _mount_path(mount: Any) -> str | None:
     return None
 
 
+_TRUSTED_FILES: KeyPath = ("sgx", "trusted_files")
 _LIST_MERGERS: dict[KeyPath, Callable[[list[Any], list[Any]], list[Any]]] = {
-    ("sgx", "trusted_files"): _merge_trusted_lists,
+    _TRUSTED_FILES: _merge_trusted_lists,
     ("sgx", "allowed_files"): _merge_allowed_files,
     ("fs", "mounts"): _merge_mounts,
 }
@@ -272,24 +414,30 @@ def _finish_trusted_files(merged: Manifest, excluded: frozenset[str]) -> None:
 
 
 def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list[Any]:
-    files: dict[str, TrustedFile] = {}
+    # Plain URIs and hashes rather than TrustedFile objects: this runs for
+    # every file of the image, twice when the user lists trusted files too.
+    hashes: dict[str, str | None] = {}
     slots: list[str | Any] = []
     malformed: list[Any] = []
     for entry in entries:
-        trusted = _parse_trusted_file(entry)
-        if trusted is None:
+        parsed = _parse_trusted_file(entry)
+        if parsed is None:
             # Left in place for validate() to report with its key path.
             if entry not in malformed:
                 malformed.append(entry)
                 slots.append(_Malformed(entry))
             continue
-        if trusted.uri in excluded:
+        uri, sha256 = parsed
+        if uri in excluded:
             continue
-        known = files.get(trusted.uri)
-        if known is None:
-            slots.append(trusted.uri)
-        files[trusted.uri] = _reconcile(known, trusted)
-    return [_slot_entry(slot, files) for slot in slots]
+        if uri not in hashes:
+            slots.append(uri)
+            hashes[uri] = sha256
+        elif sha256 is not None:
+            hashes[uri] = _reconcile(uri, hashes[uri], sha256)
+    if not malformed:  # then the URIs are the slots, in order
+        return [_trusted_entry(uri, sha256) for uri, sha256 in hashes.items()]
+    return [_slot_entry(slot, hashes) for slot in slots]
 
 
 @dataclass(frozen=True)
@@ -297,35 +445,35 @@ class _Malformed:
     entry: Any
 
 
-def _slot_entry(slot: str | _Malformed, files: dict[str, TrustedFile]) -> Any:
+def _slot_entry(slot: str | _Malformed, hashes: dict[str, str | None]) -> Any:
     if isinstance(slot, _Malformed):
         return copy.deepcopy(slot.entry)
-    return files[slot].as_entry()
+    return _trusted_entry(slot, hashes[slot])
 
 
-def _parse_trusted_file(entry: Any) -> TrustedFile | None:
+def _parse_trusted_file(entry: Any) -> tuple[str, str | None] | None:
+    """The URI and hash of a well-formed trusted-file entry; None otherwise."""
     if isinstance(entry, str):
-        return TrustedFile(entry)
-    if not isinstance(entry, dict) or not set(entry) <= {"uri", "sha256"}:
+        return entry, None
+    if not isinstance(entry, dict) or not entry.keys() <= _TRUSTED_FILE_KEYS:
         return None
     uri, sha256 = entry.get("uri"), entry.get("sha256")
-    if not isinstance(uri, str) or not isinstance(sha256, str | None):
-        return None
-    return TrustedFile(uri, sha256)
+    if isinstance(uri, str) and (sha256 is None or isinstance(sha256, str)):
+        return uri, sha256
+    return None
 
 
-def _reconcile(known: TrustedFile | None, new: TrustedFile) -> TrustedFile:
-    if known is None or new.sha256 is None:
-        return known or new
-    if known.sha256 is None:
-        return TrustedFile(known.uri, new.sha256)
-    if known.sha256 != new.sha256:
+_TRUSTED_FILE_KEYS = frozenset({"uri", "sha256"})
+
+
+def _reconcile(uri: str, known: str | None, new: str) -> str:
+    """The hash of a URI listed again, with the hash `new` this time."""
+    if known is not None and known != new:
         raise ManifestError(
-            f"manifest key 'sgx.trusted_files': {_quote(new.uri)} is listed with "
-            f"two different SHA-256 hashes, {known.sha256} and {new.sha256}; "
-            "keep one"
+            f"manifest key 'sgx.trusted_files': {_quote(uri)} is listed with "
+            f"two different SHA-256 hashes, {known} and {new}; keep one"
         )
-    return known
+    return new
 
 
 # ---------------------------------------------------------------------------
@@ -552,9 +700,7 @@ _VALIDATOR = _ManifestValidator(MANIFEST_SCHEMA)
 
 def validate(manifest: Manifest) -> None:
     """Check a manifest against Gramine v1.9's rules; raise ManifestError if bad."""
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
-    if error is not None:
-        _raise_at(*_schema_problem(error))
+    _check_schema(manifest)
     _check_values(manifest)
     _check_command_line(manifest["loader"])
     _check_enclave_size(manifest.get("sgx", {}))
@@ -563,11 +709,8 @@ def validate(manifest: Manifest) -> None:
 
 def unsafe_options(manifest: Manifest) -> list[str]:
     """Dotted names of the options turned on that weaken the enclave's security."""
-    found = {
-        _dotted(path)
-        for path, value in _walk_keys(manifest, ())
-        if str(path[-1]).startswith("insecure__") and _is_on(value)
-    }
+    found: set[str] = set()
+    _find_insecure_keys(manifest, (), found)
     sgx = manifest.get("sgx")
     if isinstance(sgx, dict):
         if sgx.get("debug") is True:
@@ -585,15 +728,90 @@ def _is_on(value: Any) -> bool:
     return not (isinstance(value, int | float) and value == 0)
 
 
-def _walk_keys(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
-    """Every table key below `value`, with its value, in document order."""
+def _find_insecure_keys(value: Any, path: KeyPath, found: set[str]) -> None:
+    """Add the dotted name of each `insecure__` key below `value` that is on."""
     if isinstance(value, dict):
         for key, item in value.items():
-            yield (*path, key), item
-            yield from _walk_keys(item, (*path, key))
+            if str(key).startswith("insecure__") and _is_on(item):
+                found.add(_dotted((*path, key)))
+            if isinstance(item, dict | list):
+                _find_insecure_keys(item, (*path, key), found)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _walk_keys(item, (*path, index))
+            if isinstance(item, dict | list):
+                _find_insecure_keys(item, (*path, index), found)
+
+
+def _check_schema(manifest: Manifest) -> None:
+    """Raise for the schema error that jsonschema's `best_match` picks.
+
+    The file lists hold an entry per file of the image, and jsonschema takes
+    tens of microseconds for each. So the entries that plainly pass (see
+    _SOUND_FILE_ENTRY) are taken out of the lists before jsonschema runs. They
+    give no errors, so the errors found are the same but for the index of an
+    entry in its list, which is mapped back. `best_match` ranks errors by
+    their paths, and taking entries out keeps the order of the indices, so it
+    picks the same error.
+    """
+    checked, kept = _without_sound_entries(manifest)
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(checked))
+    if error is None:
+        return
+    path, problem = _schema_problem(error)
+    if len(path) > 2 and path[0] == "sgx" and path[1] in kept:
+        path = ("sgx", path[1], kept[str(path[1])][int(path[2])], *path[3:])
+    _raise_at(path, problem)
+
+
+def _without_sound_entries(manifest: Manifest) -> tuple[Manifest, dict[str, list[int]]]:
+    """The manifest with the sound file-list entries taken out, and the indices
+    of the entries kept in each list."""
+    sgx = manifest.get("sgx") if isinstance(manifest, dict) else None
+    if not isinstance(sgx, dict):
+        return manifest, {}
+    checked_sgx = dict(sgx)
+    kept: dict[str, list[int]] = {}
+    for key in _FILE_LISTS:
+        entries, is_sound = sgx.get(key), _SOUND_FILE_ENTRY[key]
+        if isinstance(entries, list):
+            kept[key] = [i for i, entry in enumerate(entries) if not is_sound(entry)]
+            checked_sgx[key] = [entries[i] for i in kept[key]]
+    return {**manifest, "sgx": checked_sgx}, kept
+
+
+_FILE_URI_PATTERN = re.compile(_FILE_URI["pattern"])
+_ALLOWED_URI_PATTERN = re.compile(_ALLOWED_URI["pattern"])
+_SHA256_PATTERN = re.compile(_SHA256["pattern"])
+
+
+def _is_sound_trusted_file(entry: Any) -> bool:
+    """Whether the schema surely accepts this `sgx.trusted_files` entry: a
+    `file:` URI, or a table of such a `uri` and maybe a well-formed `sha256`."""
+    if type(entry) is str:
+        return _FILE_URI_PATTERN.search(entry) is not None
+    if type(entry) is not dict or not 1 <= len(entry) <= 2:
+        return False
+    uri, sha256 = entry.get("uri"), entry.get("sha256")
+    if type(uri) is not str or _FILE_URI_PATTERN.search(uri) is None:
+        return False
+    if len(entry) == 1:
+        return True
+    return type(sha256) is str and _SHA256_PATTERN.search(sha256) is not None
+
+
+def _is_sound_allowed_file(entry: Any) -> bool:
+    """Whether the schema surely accepts this `sgx.allowed_files` entry."""
+    return type(entry) is str and _ALLOWED_URI_PATTERN.search(entry) is not None
+
+
+# For each file list, a test that an entry passes the schema. The tests use
+# the schema's own patterns, the way jsonschema applies them (`re.search`),
+# and accept nothing but these exact types and keys: a str or dict subclass,
+# or any other shape, is left to jsonschema.
+_SOUND_FILE_ENTRY: dict[str, Callable[[Any], bool]] = {
+    "trusted_files": _is_sound_trusted_file,
+    "allowed_files": _is_sound_allowed_file,
+}
 
 
 def _schema_problem(error: Any) -> tuple[KeyPath, str]:
@@ -634,6 +852,9 @@ _TYPE_NAMES = {
 
 def _check_values(manifest: Manifest) -> None:
     """Every key and value must be one that Gramine's TOML reader accepts."""
+    if _all_writable(manifest):
+        return
+    # Walked again, slowly, for the first problem and its key path.
     for path, value in _walk_values(manifest, ()):
         problem = _value_problem(value)
         if problem:
@@ -656,6 +877,50 @@ def _walk_values(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
 @dataclass(frozen=True)
 class _Key:
     name: Any
+
+
+def _all_writable(manifest: Manifest) -> bool:
+    """Whether _walk_values would find no problem, found quickly.
+
+    The strings, keys included, are gathered and tested in one go: a problem
+    in a string is a character, which joining them can neither make nor hide.
+    """
+    strings: list[str] = []
+    if not _gather_strings(manifest, strings):
+        return False
+    try:
+        text = "".join(strings)
+    except TypeError:  # a key that is not a string
+        return False
+    if text.isascii():  # known without reading the text: it has no surrogate
+        return "\0" not in text
+    return _UNWRITABLE_CHARACTER.search(text) is None
+
+
+def _gather_strings(value: Any, strings: list[str]) -> bool:
+    """Add the keys and strings below `value` to `strings`; False if another
+    value there is one that TOML cannot hold."""
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        strings.extend(value)
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, str):
+        strings.append(value)
+        return True
+    else:
+        return _value_problem(value) is None
+    for item in items:
+        # Strings are most items, and are taken without a call.
+        if isinstance(item, str):
+            strings.append(item)
+        elif not _gather_strings(item, strings):
+            return False
+    return True
+
+
+_UNWRITABLE_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _value_problem(value: Any) -> str | None:
@@ -722,21 +987,23 @@ def _is_power_of_two(number: int) -> bool:
 
 
 def _check_trusted_files(entries: list[Any]) -> None:
+    # Run after the schema check: each entry is a URI, or a table of a string
+    # `uri` and maybe a string `sha256`.
     hashes: dict[str, str] = {}
     for index, entry in enumerate(entries):
-        trusted = _parse_trusted_file(entry)
-        if trusted is None or trusted.sha256 is None:
+        if not isinstance(entry, dict) or "sha256" not in entry:
             continue
-        if trusted.uri.endswith("/"):
+        uri, sha256 = entry["uri"], entry["sha256"]
+        if uri.endswith("/"):
             _raise_at(
                 ("sgx", "trusted_files", index, "sha256"),
                 "a directory URI (ending in '/') cannot have a hash",
             )
-        known = hashes.setdefault(trusted.uri, trusted.sha256)
-        if known != trusted.sha256:
+        known = hashes.setdefault(uri, sha256)
+        if known != sha256:
             _raise_at(
                 ("sgx", "trusted_files", index),
-                f"{_quote(trusted.uri)} is listed again with a different "
+                f"{_quote(uri)} is listed again with a different "
                 "SHA-256 hash; keep one entry",
             )
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from gsc.image import Entry
 
@@ -61,6 +63,8 @@ class _Reachability:
         self._known: dict[str, bool] = {"/": True}
 
     def reaches(self, path: str) -> bool:
+        if self._reader.uid == 0:
+            return True  # root passes through every directory: no need to look
         parent = posixpath.dirname(path)
         known = self._known.get(parent)
         if known is None:
@@ -71,22 +75,45 @@ class _Reachability:
         return known
 
 
-def _under(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory + "/")
+class _Paths:
+    """Directories with everything below them, and single paths: a set that
+    tells in one step whether it holds a path.
+
+    Every path of the image is tested against the same few directories:
+    `str.startswith` with a tuple tries all their prefixes in one call, where
+    a loop over the directories would take a Python step for each.
+    """
+
+    def __init__(self, directories: Iterable[str], exact: Iterable[str] = ()) -> None:
+        # '/a/' names the same tree as '/a'; '/' alone names only itself.
+        tops = {directory.rstrip("/") or "/" for directory in directories}
+        self._exact = frozenset((*tops, *exact))
+        self._prefixes = tuple(sorted(top + "/" for top in tops))
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._exact or path.startswith(self._prefixes)
+
+
+class _Globs:
+    """Shell globs matched as `fnmatch.fnmatchcase` matches them, all at once."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        # fnmatch translates each glob into an anchored expression; their
+        # alternation matches a path exactly when one of the globs does.
+        expressions = [fnmatch.translate(glob) for glob in globs]
+        self._pattern = re.compile("|".join(expressions)) if expressions else None
+
+    def match(self, path: str) -> bool:
+        return self._pattern is not None and self._pattern.match(path) is not None
+
+
+_EXCLUDED_PATHS = _Paths((*EXCLUDED_DIRS, APP_FILES), exact=RUNTIME_FILES)
+_EXCLUDED_GLOBS = _Globs((*SECRET_PATTERNS, *EXCLUDED_PATTERNS))
 
 
 def is_excluded(path: str) -> bool:
     """Whether a path is never trusted, whatever its content."""
-    if any(_under(path, d) for d in (*EXCLUDED_DIRS, APP_FILES)):
-        return True
-    if path in RUNTIME_FILES:
-        return True
-    patterns = (*SECRET_PATTERNS, *EXCLUDED_PATTERNS)
-    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
-
-
-def _under_any(path: str, directories: frozenset[str] | tuple[str, ...]) -> bool:
-    return any(_under(path, d.rstrip("/") or "/") for d in directories)
+    return path in _EXCLUDED_PATHS or _EXCLUDED_GLOBS.match(path)
 
 
 @dataclass(frozen=True)
@@ -101,22 +128,41 @@ class Choices:
     def is_allowed(self, path: str) -> bool:
         # Gramine allows what lies below an allowed path whether or not its
         # URI ends in '/', so a directory named without one counts too.
-        return _under_any(path, self.allowed)
+        return path in self._allowed_paths
 
     def leaves_out(self, path: str) -> bool:
-        """Whether a file stays out of the generated trusted files."""
-        return (
-            is_excluded(path)
-            or self.is_allowed(path)
-            or _under_any(path, self.run_time_dirs)
-            or any(fnmatch.fnmatchcase(path, glob) for glob in self.exclude)
-        )
+        """Whether a file stays out of the generated trusted files.
+
+        That is a path GSC never trusts (`is_excluded`), an allowed path, a
+        path in a run-time directory, or one that an `exclude` glob matches.
+        """
+        return path in self._left_out_paths or self._left_out_globs.match(path)
 
     def wants_hash(self, path: str) -> bool:
         """Whether reading the image should hash this file."""
         if self.is_allowed(path):
             return False
-        return _under_any(path, self.trusted) or not self.leaves_out(path)
+        return path in self._trusted_paths or not self.leaves_out(path)
+
+    # The choices compiled once, since every file of the image is tested
+    # against them.
+
+    @cached_property
+    def _allowed_paths(self) -> _Paths:
+        return _Paths(self.allowed)
+
+    @cached_property
+    def _trusted_paths(self) -> _Paths:
+        return _Paths(self.trusted)
+
+    @cached_property
+    def _left_out_paths(self) -> _Paths:
+        directories = (*EXCLUDED_DIRS, APP_FILES, *self.allowed, *self.run_time_dirs)
+        return _Paths(directories, exact=RUNTIME_FILES)
+
+    @cached_property
+    def _left_out_globs(self) -> _Globs:
+        return _Globs((*SECRET_PATTERNS, *EXCLUDED_PATTERNS, *self.exclude))
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,13 @@ import copy
 import hashlib
 from typing import Any
 
+import jsonschema
+import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsc.manifest import Manifest, dumps, loads, merge
+from gsc import manifest as manifest_module
+from gsc.manifest import Manifest, ManifestError, dumps, loads, merge
 
 # Any Unicode but NUL and lone surrogates: quotes, backslashes, newlines,
 # control and non-BMP characters included.
@@ -199,3 +202,117 @@ def test_dumps_loads_round_trip(manifest: Manifest) -> None:
     assert "\0" not in text
     assert loads(text) == manifest
     assert dumps(loads(text)) == text
+
+
+# ---------------------------------------------------------------------------
+# The fast paths for long file lists against the slow ones they stand for:
+# tomli-w for writing, jsonschema over the whole manifest for the schema, and
+# the walk over every value for what TOML can hold.
+
+# Short URIs keep a table inline; long ones push the list out of line.
+file_list_strings = st.one_of(
+    st.sampled_from(URIS),
+    toml_text.map(lambda text: "file:" + text),
+    st.integers(40, 120).map(lambda n: "file:/" + "d" * n),
+    toml_text,
+)
+file_list_entries = st.one_of(
+    file_list_strings,
+    st.builds(lambda uri: {"uri": uri}, file_list_strings),
+    st.builds(trusted_entry, file_list_strings, st.just(2)),
+    st.builds(lambda key, uri: {key: uri}, toml_text, file_list_strings),
+    st.builds(lambda n: {"uri": "file:/n", "sha256": n}, st.integers(0, 9)),
+    st.integers(0, 9),
+    st.just([]),
+)
+# A list of one shape, so that arrays of tables come up often, or of mixed ones.
+file_lists = st.one_of(
+    st.lists(
+        st.builds(lambda uri: {"uri": uri, "sha256": sha(uri)}, file_list_strings)
+    ),
+    st.lists(file_list_strings),
+    st.lists(file_list_entries, max_size=6),
+)
+
+
+@st.composite
+def manifests_with_file_lists(draw: st.DrawFn) -> Manifest:
+    sgx: dict[str, Any] = {}
+    for key in draw(st.permutations(["debug", "trusted_files", "allowed_files", "x"])):
+        if key == "debug":
+            sgx[key] = draw(st.booleans())
+        elif key == "x":
+            sgx[key] = draw(toml_tables(toml_scalars))
+        elif draw(st.booleans()):
+            sgx[key] = draw(file_lists)
+    # Valid but for the file lists, so that their errors are the ones picked.
+    return {
+        "loader": {"entrypoint": {"uri": "file:/gramine/libsysdb.so"}},
+        "libos": {"entrypoint": "/app"},
+        "fs": {"mounts": []},
+        "sgx": sgx,
+    }
+
+
+@settings(max_examples=300)
+@given(manifests_with_file_lists())
+def test_dumps_writes_file_lists_as_tomli_w_does(manifest: Manifest) -> None:
+    assert dumps(manifest) == tomli_w.dumps(manifest)
+
+
+def slow_schema_message(manifest: Manifest) -> str | None:
+    error = jsonschema.exceptions.best_match(
+        manifest_module._VALIDATOR.iter_errors(manifest)
+    )
+    if error is None:
+        return None
+    try:
+        manifest_module._raise_at(*manifest_module._schema_problem(error))
+    except ManifestError as raised:
+        return str(raised)
+    raise AssertionError("_raise_at returned")
+
+
+@settings(max_examples=300)
+@given(manifests_with_file_lists())
+def test_schema_check_reports_what_jsonschema_picks(manifest: Manifest) -> None:
+    del manifest["sgx"]["x"]  # an unknown key, which the schema would pick
+    try:
+        manifest_module._check_schema(manifest)
+        message = None
+    except ManifestError as raised:
+        message = str(raised)
+    assert message == slow_schema_message(manifest)
+
+
+writable_values = st.recursive(
+    st.one_of(
+        st.text(max_size=4),
+        st.integers(-(2**64), 2**64),
+        st.booleans(),
+        st.floats(),
+        st.just(()),
+        st.just(None),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=3), st.integers(0, 2)), inner, max_size=3
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=3), writable_values, max_size=4))
+def test_values_check_agrees_with_the_walk(manifest: Manifest) -> None:
+    slow = next(
+        (
+            (path, problem)
+            for path, value in manifest_module._walk_values(manifest, ())
+            if (problem := manifest_module._value_problem(value))
+        ),
+        None,
+    )
+    assert manifest_module._all_writable(manifest) == (slow is None)

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import posixpath
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gsc.image import Entry
-from gsc.trust import Choices, Reader, is_excluded, select_trusted
+from gsc.trust import (
+    APP_FILES,
+    EXCLUDED_DIRS,
+    EXCLUDED_PATTERNS,
+    RUNTIME_FILES,
+    SECRET_PATTERNS,
+    Choices,
+    Reader,
+    Selection,
+    is_excluded,
+    select_trusted,
+)
 
 
 def entry(path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:
@@ -240,3 +255,177 @@ def test_volumes_are_left_out_but_not_their_neighbours() -> None:
     selection = select_trusted(by_path(files), Reader(), choices)
 
     assert list(selection.trusted) == ["/data2/b"]
+
+
+# ---------------------------------------------------------------------------
+# The compiled choices against the rules as first written: one test per
+# directory and glob, with `any()`.
+
+
+def reference_under(path: str, directory: str) -> bool:
+    top = directory.rstrip("/") or "/"
+    return path == top or path.startswith(top + "/")
+
+
+def reference_excluded(path: str) -> bool:
+    return (
+        any(reference_under(path, d) for d in (*EXCLUDED_DIRS, APP_FILES))
+        or path in RUNTIME_FILES
+        or any(
+            fnmatch.fnmatchcase(path, p) for p in (*SECRET_PATTERNS, *EXCLUDED_PATTERNS)
+        )
+    )
+
+
+def reference_allowed(choices: Choices, path: str) -> bool:
+    return any(reference_under(path, d) for d in choices.allowed)
+
+
+def reference_leaves_out(choices: Choices, path: str) -> bool:
+    return (
+        reference_excluded(path)
+        or reference_allowed(choices, path)
+        or any(reference_under(path, d) for d in choices.run_time_dirs)
+        or any(fnmatch.fnmatchcase(path, glob) for glob in choices.exclude)
+    )
+
+
+def reference_wants_hash(choices: Choices, path: str) -> bool:
+    if reference_allowed(choices, path):
+        return False
+    trusted = any(reference_under(path, d) for d in choices.trusted)
+    return trusted or not reference_leaves_out(choices, path)
+
+
+# Names that the built-in rules and the choices below often hit, and some
+# that they nearly hit.
+COMPONENTS = st.one_of(
+    st.sampled_from(
+        [
+            "etc",
+            "var",
+            "variable",
+            "tmp",
+            "gramine",
+            "app_files",
+            "shadow",
+            "shadow-",
+            "ssh",
+            "ssh_host_rsa_key",
+            "ssh_host_rsa_key.pub",
+            "rc.d",
+            "hosts",
+            "app",
+            "cache",
+            "x.pyc",
+            ".dockerenv",
+            "",
+        ]
+    ),
+    st.text(st.characters(exclude_characters="/"), max_size=4),
+)
+PATHS = st.lists(COMPONENTS, min_size=1, max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+DIRECTORIES = st.builds(
+    lambda path, slash: path + "/" if slash else path, PATHS, st.booleans()
+) | st.sampled_from(["/", "//", "/etc/", "/app"])
+GLOBS = st.lists(
+    st.sampled_from(
+        ["*", "?", "/", "etc", "app", ".pyc", "[a-c]", "[!x]", "[", "]", "\\", "-"]
+    ),
+    max_size=6,
+).map("".join)
+CHOICES = st.builds(
+    Choices,
+    allowed=st.frozensets(DIRECTORIES, max_size=3),
+    trusted=st.frozensets(DIRECTORIES, max_size=3),
+    exclude=st.lists(GLOBS, max_size=3).map(tuple),
+    run_time_dirs=st.lists(DIRECTORIES, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=300)
+@given(CHOICES, st.lists(PATHS, min_size=1, max_size=10))
+def test_choices_agree_with_the_rules(choices: Choices, paths: list[str]) -> None:
+    for path in paths:
+        assert is_excluded(path) == reference_excluded(path), path
+        assert choices.is_allowed(path) == reference_allowed(choices, path), path
+        assert choices.leaves_out(path) == reference_leaves_out(choices, path), path
+        assert choices.wants_hash(path) == reference_wants_hash(choices, path), path
+
+
+def test_several_excluded_globs_each_count() -> None:
+    choices = Choices(exclude=("*.pyc", "/srv/[ab]?", "/opt/*/cache/*"))
+
+    assert choices.leaves_out("/app/x.pyc")
+    assert choices.leaves_out("/srv/b1")
+    assert choices.leaves_out("/opt/tool/cache/data")
+    assert not choices.leaves_out("/srv/c1")
+    assert not choices.leaves_out("/srv/a12")
+    assert not choices.leaves_out("/opt/tool/data")
+
+
+def reference_selection(
+    entries: dict[str, Entry], reader: Reader, choices: Choices
+) -> Selection:
+    """What select_trusted should give, walking up each file's directories."""
+
+    def reaches(path: str) -> bool:
+        parent = posixpath.dirname(path)
+        while parent != "/":
+            directory = entries.get(parent)
+            if directory is not None and not reader.can_search(directory):
+                return False
+            parent = posixpath.dirname(parent)
+        return True
+
+    files = sorted(
+        (e for e in entries.values() if e.kind == "file" and e.sha256),
+        key=lambda e: e.path,
+    )
+    kept = [e for e in files if not reference_leaves_out(choices, e.path)]
+    readable = [e for e in kept if reader.can_read(e) and reaches(e.path)]
+    return Selection(
+        {e.path: e.sha256 for e in readable},
+        tuple(e.path for e in kept if e not in readable),
+        sum(e.size for e in readable),
+    )
+
+
+@st.composite
+def trees(draw: st.DrawFn) -> dict[str, Entry]:
+    """Files and directories under a few directories, with varied owners."""
+    entries = {}
+    # An image's paths never hold an empty component ("//" is its own
+    # dirname) nor a lone surrogate, so such paths are left out here.
+    paths = PATHS.filter(
+        lambda path: (
+            "" not in path.split("/")[1:]
+            and not any("\ud800" <= char <= "\udfff" for char in path)
+        )
+    )
+    for path in draw(st.lists(paths, min_size=1, max_size=8, unique=True)):
+        parts = path.split("/")
+        for depth in range(2, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent not in entries:
+                mode = draw(st.sampled_from([0o755, 0o750, 0o700, 0o711, 0o100]))
+                entries[parent] = directory(
+                    parent, mode, gid=draw(st.sampled_from([0, 50]))
+                )
+        if path not in entries:
+            mode = draw(st.sampled_from([0o644, 0o640, 0o600, 0o400, 0o004]))
+            uid = draw(st.sampled_from([0, 1000]))
+            entries[path] = entry(path, mode, uid=uid)
+    return entries
+
+
+@settings(max_examples=200)
+@given(trees(), st.sampled_from([Reader(), APP, Reader(50, frozenset({50}))]), CHOICES)
+def test_selection_agrees_with_the_rules(
+    entries: dict[str, Entry], reader: Reader, choices: Choices
+) -> None:
+    assert select_trusted(entries, reader, choices) == reference_selection(
+        entries, reader, choices
+    )
