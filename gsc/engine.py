@@ -313,8 +313,12 @@ class _BuildLog:
         return ""
 
     def _line(self, line: str) -> None:
-        base = line.startswith("Step ") and " : FROM " in line
-        if base or line.strip() == "---> Using cache":
+        # The ID line that ends a step names an image this build made, unless
+        # the step was a FROM (whose line names no image for scratch) or a
+        # cache hit.
+        if line.startswith("Step "):
+            self._reused = " : FROM " in line
+        elif line.strip() == "---> Using cache":
             self._reused = True
         running = _CONTAINER_LINE.match(line)
         if running:

@@ -21,6 +21,13 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# The gsc commands the tests start run this checkout's code, not an installed
+# copy (which may be another checkout's, when the package is installed editable).
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+)
+
 STANDIN_GRAMINE = "gsc-test/standin-gramine"
 TEST_IMAGES = (
     "gsc-test/debian:12",
@@ -122,3 +129,12 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR ")]
     assert len(errors) == 1, result.stderr
     return errors[0]
+
+
+def instructions(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The instruction of each step of the engine's build, from `gsc -v` output."""
+    return [
+        line.split(" : ", 1)[1].split()[0]
+        for line in result.stderr.splitlines()
+        if line.strip().startswith("Step ")
+    ]

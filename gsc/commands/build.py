@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import posixpath
 import re
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from gsc import __version__
 from gsc.config import Config
 from gsc.distro import distro_name, library_dirs
 from gsc.distros import compatibility_problem
+from gsc.dockerfile import LabelInstruction, label_instruction
 from gsc.engine import Engine, connect
 from gsc.entrypoint import docker_command, resolve_command
 from gsc.errors import EngineError, GscError, ImageError
@@ -406,6 +408,8 @@ def render_dockerfile(plan: Plan, options: BuildOptions) -> str:
         loader=jinja2.PackageLoader("gsc", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
     )
     template = environment.get_template("Dockerfile.build.j2")
@@ -419,9 +423,24 @@ def render_dockerfile(plan: Plan, options: BuildOptions) -> str:
         pkglibdir=plan.runtime.pkglibdir,
         app_files=APP_FILES,
         direct=options.linux,
+        runtime_roots=runtime_roots(plan.runtime.prefix),
         entrypoint=plan.entrypoint,
         cmd=plan.cmd,
+        labels=_label_instruction(plan, options).text,
     )
+
+
+def runtime_roots(prefix: str) -> list[str]:
+    """Where the final stage copies the runtime stage to.
+
+    Copying the directory that holds both the Gramine prefix and GSC's files,
+    rather than /, leaves the directories the application image already has
+    as they were (a copied directory's owner and mode replace theirs).
+    """
+    common = posixpath.commonpath([prefix, APP_FILES])
+    if common == "/" and prefix != "/":
+        return [prefix, APP_FILES]
+    return [common]
 
 
 def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
@@ -431,7 +450,10 @@ def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
         (context / name).write_bytes((templates / name).read_bytes())
     app_files = context / "app_files"
     app_files.mkdir()
-    (app_files / "entrypoint.manifest").write_text(plan.manifest_text, "utf-8")
+    manifest = app_files / "entrypoint.manifest"
+    manifest.write_text(plan.manifest_text, "utf-8")
+    # The image keeps the mode the file has here, which the umask must not set.
+    manifest.chmod(0o644)
 
 
 def _check_empty(target: Path) -> None:
@@ -465,6 +487,10 @@ def labels(plan: Plan, options: BuildOptions) -> dict[str, str]:
     }
 
 
+def _label_instruction(plan: Plan, options: BuildOptions) -> LabelInstruction:
+    return label_instruction(labels(plan, options))
+
+
 def _build(
     engine: Engine, context: Path, plan: Plan, options: BuildOptions, ui: Ui
 ) -> str:
@@ -473,8 +499,11 @@ def _build(
     keep = (plan.config.id, plan.runtime.image_id)
     result = engine.build(
         context,
-        buildargs=dict(options.build_args),
-        labels=labels(plan, options),
+        buildargs={
+            **dict(options.build_args),
+            **_label_instruction(plan, options).build_args,
+        },
+        labels={},
         nocache=options.no_cache,
         on_line=ui.detail,
         keep=keep,

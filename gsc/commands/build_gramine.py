@@ -18,6 +18,7 @@ import jinja2
 
 from gsc.config import Config
 from gsc.distros import LABEL, Distro, base_image, lookup
+from gsc.dockerfile import quoted
 from gsc.engine import Engine, connect
 from gsc.errors import EngineError, ImageError
 from gsc.gramine import DEFAULT_PREFIX
@@ -156,7 +157,7 @@ def render_dockerfile(recipe: Recipe) -> str:
         build_from=_build_from(source),
         build_dir=BUILD_DIR,
         commit_file=COMMIT_FILE,
-        labels=[f"{k}={_quoted(v)}" for k, v in labels(recipe).items()],
+        labels=[f"{k}={quoted(v)}" for k, v in labels(recipe).items()],
     )
 
 
@@ -175,12 +176,6 @@ def _build_from(source: GramineSource) -> str:
     if source.kind == "archive":
         return str(Path(SOURCE_DIR, source.root))
     return SOURCE_DIR
-
-
-def _quoted(value: str) -> str:
-    """`value` as a double-quoted Dockerfile word, with no variable expanded."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
 
 
 def _write_file_only(image: str, recipe: Recipe, ui: Ui) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gsc.dockerfile import LabelInstruction, label_instruction
 from gsc.enclave import LABEL, STANDIN_WARNING, Enclave, read_enclave
 from gsc.engine import Engine, connect
 from gsc.errors import GscError, ImageError, KeyFileError, SignatureError
@@ -204,13 +205,7 @@ def _finish_image(
     engine: Engine, enclave: Enclave, sigstruct: Sigstruct, image: str, ui: Ui
 ) -> str:
     name = signed_name(image)
-    labels = {
-        LABEL + "mrenclave": sigstruct.mr_enclave.hex(),
-        LABEL + "mrsigner": sigstruct.mr_signer().hex(),
-        LABEL + "isvprodid": str(sigstruct.isv_prod_id),
-        LABEL + "isvsvn": str(sigstruct.isv_svn),
-        LABEL + "debug": "true" if sigstruct.is_debug else "false",
-    }
+    labels = _signature_labels(sigstruct)
     ui.step(f"Building {name}")
     with tempfile.TemporaryDirectory(prefix="gsc-sign-") as scratch:
         context = Path(scratch)
@@ -218,13 +213,14 @@ def _finish_image(
         _write_public_file(context / "entrypoint.sig", sigstruct.to_bytes())
         (context / "Dockerfile").write_text(
             f"FROM {enclave.image_id}\n"
-            f"COPY entrypoint.manifest.sgx entrypoint.sig {APP_FILES}/\n",
+            f"COPY entrypoint.manifest.sgx entrypoint.sig {APP_FILES}/\n"
+            f"{labels.text}\n",
             encoding="utf-8",
         )
         result = engine.build(
             context,
-            buildargs={},
-            labels=labels,
+            buildargs=dict(labels.build_args),
+            labels={},
             nocache=False,
             on_line=ui.detail,
             keep=(enclave.image_id,),
@@ -236,6 +232,19 @@ def _finish_image(
         raise
     ui.step(f"Signed {name}: mr_enclave {sigstruct.mr_enclave.hex()}")
     return name
+
+
+def _signature_labels(sigstruct: Sigstruct) -> LabelInstruction:
+    """The LABEL instruction that records the signature in the signed image."""
+    return label_instruction(
+        {
+            LABEL + "mrenclave": sigstruct.mr_enclave.hex(),
+            LABEL + "mrsigner": sigstruct.mr_signer().hex(),
+            LABEL + "isvprodid": str(sigstruct.isv_prod_id),
+            LABEL + "isvsvn": str(sigstruct.isv_svn),
+            LABEL + "debug": "true" if sigstruct.is_debug else "false",
+        }
+    )
 
 
 def _write_public_file(path: Path, data: bytes) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ import docker
 import pytest
 import tomllib
 
-from tests.conftest import STANDIN_GRAMINE, Gsc, run_image
+from gsc.engine import Engine
+from gsc.image import read_filesystem
+from tests.conftest import STANDIN_GRAMINE, Gsc, instructions, run_image
 
 pytestmark = pytest.mark.engine
 
@@ -43,10 +46,14 @@ def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def python_unsigned(gsc: Gsc) -> Iterator[str]:
-    gsc("build", "-c", str(gsc.config), "-L", "gsc-test/python-app")
+def python_build(gsc: Gsc) -> Iterator[subprocess.CompletedProcess[str]]:
     gsc.made.append(PYTHON_UNSIGNED)
-    yield PYTHON_UNSIGNED
+    yield gsc("-v", "build", "-c", str(gsc.config), "-L", "gsc-test/python-app")
+
+
+@pytest.fixture(scope="module")
+def python_unsigned(python_build: subprocess.CompletedProcess[str]) -> str:
+    return PYTHON_UNSIGNED
 
 
 def test_python_app_runs_with_its_argv_env_and_working_dir(
@@ -142,6 +149,90 @@ def test_image_labels_record_the_sources(
     assert labels["gsc.direct"] == "true"
     assert labels["gsc.gramine-image"] == docker_client.images.get(STANDIN_GRAMINE).id
     assert len(labels["gsc.manifest-sha256"]) == 64
+
+
+def test_image_labels_are_all_there(
+    python_unsigned: str, docker_client: docker.DockerClient
+) -> None:
+    labels = docker_client.images.get(python_unsigned).labels
+
+    assert sorted(k for k in labels if k.startswith("gsc.")) == [
+        f"gsc.{name}"
+        for name in (
+            "debug",
+            "direct",
+            "gramine-image",
+            "gramine-name",
+            "insecure-args",
+            "manifest",
+            "manifest-sha256",
+            "pkglibdir",
+            "source-image",
+            "source-name",
+            "standin",
+            "version",
+        )
+    ]
+    assert labels["gsc.source-name"] == "gsc-test/python-app"
+    assert labels["gsc.gramine-name"] == STANDIN_GRAMINE
+    assert labels["gsc.manifest"] == "/gramine/app_files/entrypoint.manifest"
+
+
+def test_two_layers_are_added_to_the_application_image(
+    python_unsigned: str, docker_client: docker.DockerClient
+) -> None:
+    app = docker_client.images.get("gsc-test/python-app").attrs["RootFS"]["Layers"]
+    unsigned = docker_client.images.get(python_unsigned).attrs["RootFS"]["Layers"]
+
+    assert unsigned[: len(app)] == app
+    assert len(unsigned) == len(app) + 2
+
+
+def test_the_final_stage_has_one_step_per_kind_of_change(
+    python_build: subprocess.CompletedProcess[str],
+) -> None:
+    steps = instructions(python_build)
+    last_from = len(steps) - 1 - steps[::-1].index("FROM")
+
+    assert steps[last_from:] == ["FROM", "COPY", "COPY", "ENTRYPOINT", "LABEL"]
+
+
+def tree(engine: Engine, image: str, path: str) -> dict[str, tuple[object, ...]]:
+    """Kind, mode, owner and content of everything under `path` in an image."""
+    with engine.archive(image, path) as stream:
+        fs = read_filesystem(stream, lambda p: True, base=posixpath.dirname(path))
+    # The engine writes file type bits into the mode; only permissions count.
+    return {
+        e.path: (e.kind, e.mode & 0o7777, e.uid, e.gid, e.sha256, e.target)
+        for e in fs.entries.values()
+    }
+
+
+def test_added_files_keep_their_owners_and_modes(
+    python_unsigned: str, docker_client: docker.DockerClient
+) -> None:
+    engine = Engine(docker_client)
+    prefix = "/gramine/meson_build_output"
+    added = tree(engine, python_unsigned, "/gramine")
+    gramine = tree(engine, STANDIN_GRAMINE, prefix)
+
+    assert {p: e for p, e in added.items() if p.startswith(f"{prefix}/")} == {
+        p: e for p, e in gramine.items() if p != prefix
+    }
+    owners = {(e[2], e[3]) for e in added.values()}
+    modes = {p: e[1] for p, e in added.items() if not p.startswith(f"{prefix}/")}
+    assert owners == {(0, 0)}
+    assert modes == {
+        "/gramine": 0o755,
+        prefix: 0o755,
+        "/gramine/app_files": 0o755,
+        "/gramine/app_files/entrypoint.manifest": 0o644,
+        "/gramine/app_files/gsc-launch": 0o755,
+        "/gramine/app_files/loader-libs": 0o755,
+        "/gramine/app_files/loader-libs/ld.so": 0o755,
+        "/gramine/app_files/loader-libs/libc.so.6": 0o755,
+        "/gramine/app_files/loader-libs/libprotobuf-c.so.1": 0o644,
+    }
 
 
 def test_script_entrypoint_runs_through_its_interpreter(

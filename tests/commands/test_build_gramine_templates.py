@@ -116,10 +116,6 @@ def test_git_checkout_commit_is_in_the_labels(source: Path) -> None:
     assert f"from the host (commit {commit})." in dockerfile
 
 
-def test_label_values_are_quoted_for_the_dockerfile() -> None:
-    assert build_gramine._quoted('a"b\\c$d') == '"a\\"b\\\\c\\$d"'
-
-
 @pytest.mark.parametrize("distro", ["auto", ""])
 def test_auto_distro_stops_before_anything_else(distro: str) -> None:
     config = Config(distro=distro, gramine_repository="/nonexistent/gramine")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gsc.sgx.sigstruct import Sigstruct
-from tests.conftest import Gsc, error_line, run_image
+from tests.conftest import Gsc, error_line, instructions, run_image
 
 pytestmark = pytest.mark.engine
 
@@ -118,6 +118,31 @@ def test_signed_image_runs_and_reads_back_valid(
     assert labels["gsc.mrsigner"] == info["mr_signer"]
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["argv"][0] == "/app/report.py"
+
+
+def test_signing_adds_one_layer_and_the_signature_labels(
+    gsc: Gsc, unsigned: str, key_file: Path, docker_client: docker.DockerClient
+) -> None:
+    result = gsc("-v", "sign-image", APP, str(key_file))
+    below = docker_client.images.get(unsigned)
+    signed = docker_client.images.get(SIGNED)
+    sigstruct = Sigstruct.from_bytes(
+        read_app_file(docker_client, SIGNED, "entrypoint.sig")
+    )
+
+    assert instructions(result) == ["FROM", "COPY", "LABEL"]
+    layers = signed.attrs["RootFS"]["Layers"]
+    assert layers[:-1] == below.attrs["RootFS"]["Layers"]
+    assert len(layers) == len(below.attrs["RootFS"]["Layers"]) + 1
+    added = {k: v for k, v in signed.labels.items() if below.labels.get(k) != v}
+    assert added == {
+        "gsc.mrenclave": sigstruct.mr_enclave.hex(),
+        "gsc.mrsigner": sigstruct.mr_signer().hex(),
+        "gsc.isvprodid": str(sigstruct.isv_prod_id),
+        "gsc.isvsvn": str(sigstruct.isv_svn),
+    }
+    assert signed.labels["gsc.debug"] == below.labels["gsc.debug"] == "false"
+    assert set(below.labels) <= set(signed.labels)
 
 
 def test_signing_is_reproducible_for_the_same_date(
