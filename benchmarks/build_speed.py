@@ -21,7 +21,7 @@ records, it times:
 - the original tool's way: a RUN step in the image that walks the file system
   and hashes every file with python3;
 - whole `gsc build -L` runs (hashing plus the engine assembling the image),
-  cold and warm, with the stand-in Gramine image of the tests
+  cold and warm, each with its peak RSS, with the stand-in Gramine image of the tests
   (gsc-test/standin-gramine, made by scripts/make-test-images; it is not
   Gramine, so its runtime's size is the stand-in's, not Gramine's 21 MB),
   beside the engine's own time to commit a layer of what GSC adds, and
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ from gsc.layercache import LayerCache
 from gsc.layerdirs import layer_directories
 from gsc.layers import read_image
 from gsc.naming import unsigned_name
-from gsc.trust import Choices
+from gsc.trust import APP_FILES, Choices
 
 BASE_IMAGE = "gsc-test/debian:12"
 # What `gsc build` hashes when the user chose nothing about files.
@@ -339,17 +340,24 @@ STANDIN = "gsc-test/standin-gramine"
 PREFIX = "/gramine/meson_build_output"
 
 
-def gsc_build(image: str, cache: Path, config: Path) -> float:
-    """Time one whole `gsc build -L` of `image` (a name, not an ID)."""
+def gsc_build(image: str, cache: Path, config: Path) -> Result:
+    """Time one whole `gsc build -L` of `image` (a name, not an ID), and take
+    the peak RSS of its process."""
+    command = [sys.executable, "-m", "gsc", "-q", "build", "-c", str(config)]
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "gsc", "-q", "build", "-c", str(config), "-L", image],
-        check=True,
+    process = subprocess.Popen(
+        [*command, "-L", image],
         env={**os.environ, "XDG_CACHE_HOME": str(cache)},
         stdout=subprocess.DEVNULL,
     )
+    # wait4 rather than wait: it gives this one child's resource usage.
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
     MADE.append(unsigned_name(image))
-    return time.perf_counter() - start
+    return Result("", seconds, peak_rss_mb=usage.ru_maxrss / 1024)
 
 
 def named(image_id: str, name: str) -> str:
@@ -365,8 +373,12 @@ def whole_builds(big: str, changed: str) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="gsc-bench-build-") as scratch:
         config = Path(scratch) / "config.yaml"
         config.write_text(f"Gramine:\n  Image: {STANDIN}\n", encoding="utf-8")
-        cold = gsc_build(big, Path(scratch) / "cache", config)
-        warm = gsc_build(changed, Path(scratch) / "cache", config)
+        cold = dataclasses.replace(
+            gsc_build(big, Path(scratch) / "cache", config), name=BUILD_COLD
+        )
+        warm = dataclasses.replace(
+            gsc_build(changed, Path(scratch) / "cache", config), name=BUILD_WARM
+        )
     # The engine's own time to commit what GSC adds to the image: the same
     # tree, copied from the image GSC made onto the application image.
     added_tree = (
@@ -376,12 +388,14 @@ def whole_builds(big: str, changed: str) -> list[Result]:
     engine = connect()
     added = _image_size(engine, unsigned_name(big)) - _image_size(engine, big)
     runtime = _tree_size(engine, STANDIN, PREFIX)
+    generated = _tree_size(engine, unsigned_name(big), APP_FILES)
     sizes = (
         f"{added / 1e6:.1f} MB added; the stand-in runtime is {runtime / 1e6:.1f} MB"
+        f" and the generated files {generated / 1e6:.1f} MB"
     )
     return [
-        Result(BUILD_COLD, cold),
-        Result(BUILD_WARM, warm),
+        cold,
+        warm,
         Result(COMMIT, commit),
         Result("image size added by gsc build", 0.0, note=sizes),
     ]
