@@ -38,6 +38,10 @@ _CHANGING_ATTRIBUTES = frozenset(
     ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 )
 # Files handed to a worker at once, and the bytes that close a batch early.
+# The batches are handed over once the walk of the layer is done: the walk is
+# Python, and a worker's read of a small file needs the interpreter lock
+# several times, so on few cores the two slow each other down more than
+# running one after the other costs (see docs/benchmarks.md).
 _BATCH_FILES = 64
 _BATCH_BYTES = 8 << 20
 
@@ -136,6 +140,7 @@ class _Walk:
         self._found: list[Record | _Pending] = []
         self._batch: list[DiskFile] = []
         self._batch_bytes = 0
+        self._batches: list[list[DiskFile]] = []
         self._links: dict[tuple[int, int], str] = {}
 
     def run(self) -> None:
@@ -147,6 +152,9 @@ class _Walk:
                 f"cannot read the layer directory {self._root} ({err.strerror or err})"
             ) from err
         self._flush()
+        for batch in self._batches:
+            self._pool.disk_files(batch)
+        self._batches = []
 
     def records(self) -> list[Record]:
         return [_done(item) for item in self._found]
@@ -223,7 +231,8 @@ class _Walk:
         )
 
     def _flush(self) -> None:
-        self._pool.disk_files(self._batch)
+        if self._batch:
+            self._batches.append(self._batch)
         self._batch = []
         self._batch_bytes = 0
 
