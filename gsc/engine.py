@@ -219,7 +219,7 @@ class Engine:
         # reading ends. After an interrupt, nothing else closes it before the
         # garbage collector gets to it, and while its connection is open the
         # engine builds on: the images of the later steps were left behind
-        # (tests/test_interrupt.py caught it in about one run in five).
+        # (tests/test_interrupt.py caught it in about one run in six).
         responses: list[requests.Response] = []
 
         def keep(response: requests.Response, *args: Any, **kwargs: Any) -> None:
