@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import zlib
 from binascii import a2b_base64
@@ -48,7 +49,7 @@ from gsc.image import Entry
 from gsc.layers import CachedLayer, Fingerprint, Layer
 
 # Raised whenever what an entry holds, or how it is derived from a layer, changes.
-FORMAT = 1
+FORMAT = 2
 _MAGIC = f"gsc-layer-cache {FORMAT}\n".encode()
 _DIFF_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _COMPRESSION = 6
@@ -86,12 +87,19 @@ class LayerCache:
         except (OSError, ValueError, KeyError, TypeError, zlib.error):
             return None
 
-    def store(self, diff_id: str, layer: Layer, fingerprint: Fingerprint) -> None:
-        """Keep `layer` as the entry for `diff_id`; a failure goes to `problems`."""
+    def store(
+        self,
+        diff_id: str,
+        layer: Layer,
+        fingerprint: Fingerprint,
+        hash_rules: str = "",
+    ) -> None:
+        """Keep `layer`, read under `hash_rules`, as the entry for `diff_id`; a
+        failure goes to `problems`."""
         path = self.path(diff_id)
         if path is None:
             return
-        data = encode(diff_id, layer, fingerprint)
+        data = encode(diff_id, layer, fingerprint, hash_rules)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _write_replacing(path, data)
@@ -114,9 +122,13 @@ def _write_replacing(path: Path, data: bytes) -> None:
         raise
 
 
-def encode(diff_id: str, layer: Layer, fingerprint: Fingerprint) -> bytes:
+def encode(
+    diff_id: str, layer: Layer, fingerprint: Fingerprint, hash_rules: str = ""
+) -> bytes:
     """The bytes of the cache entry of `layer`."""
-    body = json.dumps(_layer_document(layer), separators=(",", ":"))
+    # The rules go in the payload, so that its checksum covers them.
+    document = {"hash_rules": hash_rules, **_layer_document(layer)}
+    body = json.dumps(document, separators=(",", ":"))
     payload = zlib.compress(body.encode("ascii"), _COMPRESSION)
     header = {
         "diff_id": diff_id,
@@ -142,25 +154,27 @@ def decode(data: bytes, diff_id: str) -> CachedLayer:
         raise ValueError("corrupted")
     document = json.loads(zlib.decompress(payload))
     fingerprint = Fingerprint(int(header["tar_size"]), str(header["tar_head_sha256"]))
-    return CachedLayer(diff_id, _layer_from(document), fingerprint)
+    hash_rules = document.get("hash_rules", "")
+    if type(hash_rules) is not str:
+        raise ValueError("hash rules that are not a string")
+    return CachedLayer(diff_id, _layer_from(document), fingerprint, hash_rules)
+
+
+# An entry's fields, each kept as one list (a column) so that a layer of
+# many files is decoded and checked a column at a time, not a file at a time.
+_TEXT_FIELDS = ("path", "kind", "target", "sha256", "head")
+_NUMBER_FIELDS = ("mode", "uid", "gid", "size")
 
 
 def _layer_document(layer: Layer) -> dict[str, Any]:
+    columns: dict[str, list[Any]] = {
+        name: [getattr(e, name) for e in layer.entries]
+        for name in (*_TEXT_FIELDS, *_NUMBER_FIELDS)
+        if name != "head"
+    }
+    columns["head"] = [base64.b64encode(e.head).decode("ascii") for e in layer.entries]
     return {
-        "entries": [
-            [
-                e.path,
-                e.kind,
-                e.mode,
-                e.uid,
-                e.gid,
-                e.size,
-                e.target,
-                e.sha256,
-                base64.b64encode(e.head).decode("ascii"),
-            ]
-            for e in layer.entries
-        ],
+        "entries": columns,
         "deleted": list(layer.deleted),
         "opaque": list(layer.opaque),
         "contents": [
@@ -174,7 +188,7 @@ def _layer_document(layer: Layer) -> dict[str, Any]:
 
 def _layer_from(document: dict[str, Any]) -> Layer:
     return Layer(
-        entries=tuple(_entry(row) for row in document["entries"]),
+        entries=_entries(document["entries"]),
         deleted=tuple(str(p) for p in document["deleted"]),
         opaque=tuple(str(p) for p in document["opaque"]),
         contents={str(p): base64.b64decode(d) for p, d in document["contents"]},
@@ -183,24 +197,27 @@ def _layer_from(document: dict[str, Any]) -> Layer:
     )
 
 
-def _entry(row: list[Any]) -> Entry:
-    path, kind, mode, uid, gid, size, target, sha256, head = row
-    # The checksum vouches for what was written; the types are checked
-    # once for the whole row rather than converted field by field, since
-    # a layer may hold hundreds of thousands of entries.
-    if not (
-        type(path) is type(kind) is type(target) is type(sha256) is type(head) is str
-        and type(mode) is type(uid) is type(gid) is type(size) is int
-    ):
-        raise ValueError(f"an entry of the wrong types: {row!r:.200}")
-    return Entry(
-        path,
-        kind,
-        mode,
-        uid,
-        gid,
-        size,
-        target,
-        sha256,
-        a2b_base64(head) if head else b"",
+def _entries(columns: dict[str, Any]) -> tuple[Entry, ...]:
+    # The checksum vouches for what was written; the types are still checked,
+    # a column at a time, so that a wrong one is no entry rather than a crash.
+    for names, kind in ((_TEXT_FIELDS, str), (_NUMBER_FIELDS, int)):
+        for name in names:
+            column = columns[name]
+            if type(column) is not list or not set(map(type, column)) <= {kind}:
+                raise ValueError(f"entry field {name}: not a list of {kind.__name__}")
+    if len({len(columns[name]) for name in (*_TEXT_FIELDS, *_NUMBER_FIELDS)}) != 1:
+        raise ValueError("entry fields of different lengths")
+    return tuple(
+        map(
+            Entry,
+            columns["path"],
+            map(sys.intern, columns["kind"]),
+            columns["mode"],
+            columns["uid"],
+            columns["gid"],
+            columns["size"],
+            columns["target"],
+            columns["sha256"],
+            map(a2b_base64, columns["head"]),
+        )
     )

@@ -109,6 +109,8 @@ class CachedLayer:
     diff_id: str
     layer: Layer
     fingerprint: Fingerprint
+    # Names the rules that chose the files hashed (see `read_image`).
+    hash_rules: str = ""
 
 
 def layer_of(records: Iterable[Record]) -> Layer:
@@ -171,13 +173,17 @@ def apply_layers(layers: Iterable[Layer]) -> FileSystem:
 
 class _Merged:
     """Entries by path, with each directory's children, so that a whiteout or
-    an opaque directory removes a subtree without a scan of every path."""
+    an opaque directory removes a subtree without a scan of every path.
+
+    The children are indexed only when something is first removed: most
+    images remove nothing, and indexing costs a step for every path.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self.contents: dict[str, bytes] = {}
         self.skipped: dict[str, None] = {}
-        self._children: dict[str, set[str]] = {}
+        self._children: dict[str, set[str]] | None = None
 
     def apply(self, layer: Layer) -> None:
         # A layer's whiteouts hide what is below it, never its own entries,
@@ -205,23 +211,33 @@ class _Merged:
             self.contents[entry.path] = content
 
     def _adopt(self, path: str) -> None:
+        if self._children is None:
+            return  # indexed with every other path when first needed
         parent = posixpath.dirname(path)
         if parent != path:
             self._children.setdefault(parent, set()).add(path)
 
+    def _index(self) -> dict[str, set[str]]:
+        if self._children is None:
+            self._children = {}
+            for path in (*self.entries, *self.skipped):
+                self._adopt(path)
+        return self._children
+
     def _remove(self, path: str) -> None:
         self._forget(path)
-        siblings = self._children.get(posixpath.dirname(path))
+        siblings = self._index().get(posixpath.dirname(path))
         if siblings is not None:
             siblings.discard(path)
         self._remove_below(path)
 
     def _remove_below(self, path: str) -> None:
-        pending = list(self._children.pop(path, ()))
+        children = self._index()
+        pending = list(children.pop(path, ()))
         while pending:
             below = pending.pop()
             self._forget(below)
-            pending.extend(self._children.pop(below, ()))
+            pending.extend(children.pop(below, ()))
 
     def _forget(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -248,6 +264,7 @@ def read_image(
     directories: Sequence[Path] | None = None,
     pool: HashPool | None = None,
     on_note: Callable[[str], None] = _say_nothing,
+    hash_rules: str = "",
 ) -> FileSystem:
     """Read an image's file system layer by layer, hashing what is asked.
 
@@ -259,6 +276,10 @@ def read_image(
     lists them (asked of the engine when not given). `on_bytes` counts the
     bytes of the files read, or found in the cache; `on_note` hears why the
     directories were given up, if they were.
+
+    `hash_rules`, when given, names what `wants_hash` asks for (such as
+    `Choices.hash_rules`): a cached layer read under the same name is taken
+    as it is, without asking `wants_hash` about each of its files again.
     """
     if diff_ids is None:
         inspected = engine.inspect_image(image_id)
@@ -266,7 +287,9 @@ def read_image(
     own = pool is None
     pool = pool if pool is not None else HashPool()
     try:
-        reading = _Reading(engine, image_id, wants_hash, cache, pool, on_bytes)
+        reading = _Reading(
+            engine, image_id, wants_hash, hash_rules, cache, pool, on_bytes
+        )
         layers = reading.layers(
             tuple(str(d) for d in diff_ids),
             None if directories is None else tuple(directories),
@@ -308,6 +331,7 @@ class _Reading:
         engine: ImageSaver,
         image_id: str,
         wants_hash: WantsHash,
+        hash_rules: str,
         cache: LayerCache | None,
         pool: HashPool,
         on_bytes: Callable[[int], None],
@@ -315,6 +339,7 @@ class _Reading:
         self._engine = engine
         self._image_id = image_id
         self._wants_hash = wants_hash
+        self._hash_rules = hash_rules
         self._cache = cache
         self._pool = pool
         self._on_bytes = on_bytes
@@ -354,7 +379,7 @@ class _Reading:
         for diff_id, records in walks.items():
             layer = layer_of(records())
             if self._cache is not None:
-                self._cache.store(diff_id, layer, NO_FINGERPRINT)
+                self._cache.store(diff_id, layer, NO_FINGERPRINT, self._hash_rules)
             self._cached[diff_id] = CachedLayer(diff_id, layer, NO_FINGERPRINT)
         return [self._cached[d].layer for d in diff_ids]
 
@@ -376,8 +401,14 @@ class _Reading:
             return found
         for diff_id in diff_ids:
             cached = self._cache.load(diff_id)
-            layer = None if cached is None else fit(cached.layer, self._wants_hash)
-            if cached is not None and layer is not None:
+            if cached is None:
+                continue
+            if self._hash_rules and cached.hash_rules == self._hash_rules:
+                # Read under the same rules: already as a fresh read gives it.
+                found[diff_id] = cached
+                continue
+            layer = fit(cached.layer, self._wants_hash)
+            if layer is not None:
                 found[diff_id] = replace(cached, layer=layer)
         return found
 
@@ -392,7 +423,7 @@ class _Reading:
                 )
             if diff_id not in self._cached and self._cache is not None:
                 fingerprint = found.fingerprints[_source(found, key)]
-                self._cache.store(diff_id, layer, fingerprint)
+                self._cache.store(diff_id, layer, fingerprint, self._hash_rules)
                 self._cached[diff_id] = CachedLayer(diff_id, layer, fingerprint)
             layers.append(layer)
         return layers

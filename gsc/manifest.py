@@ -163,10 +163,10 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
         tables = _write_tables(entries)
         if tables is None:
             return None
-        inline = (f"    {_inline_table(pairs)}," for pairs in tables)
+        inline = (f"    {_inline_table(lines)}," for lines in tables)
         if any(len(line) > _INLINE_LIMIT for line in inline):
             header = f"[[sgx.{key}]]\n"
-            text = "\n".join(header + "".join(pairs) for pairs in tables)
+            text = "\n".join(header + lines for lines in tables)
             stand_in_text = f"{header}gsc = {_toml_string(marker)}\n"
             return [{"gsc": marker}], stand_in_text, text
     items = [_write_inline(entry) for entry in entries]
@@ -176,15 +176,51 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
     return marker, _toml_string(marker), f"[\n{text}]" if text else "[]"
 
 
-def _write_tables(entries: list[Any]) -> list[list[str]] | None:
+def _write_tables(entries: list[Any]) -> list[str] | None:
     """The `key = value` lines of each table; None if one is not all strings."""
+    tables = _write_hashed_files(entries)
+    if tables is not None:
+        return tables
     tables = []
     for entry in entries:
         pairs = _write_pairs(entry)
         if pairs is None:
             return None
-        tables.append(pairs)
+        tables.append("".join(pairs))
     return tables
+
+
+def _write_hashed_files(entries: list[Any]) -> list[str] | None:
+    """The lines of each table, written at once for a list of hashed files
+    (see _hashed_files) whose strings need no escapes; None otherwise."""
+    found = _hashed_files(entries)
+    if found is None:
+        return None
+    uris, hashes = found
+    if _TOML_ESCAPED.search("".join(uris + hashes)) is not None:
+        return None
+    return [f'uri = "{u}"\nsha256 = "{h}"\n' for u, h in zip(uris, hashes, strict=True)]
+
+
+def _hashed_files(entries: Any) -> tuple[list[str], list[str]] | None:
+    """The URIs and hashes of a list in which every entry is a table of a
+    string `uri` then a string `sha256`; None for any other value.
+
+    That is the form of the trusted files GSC generates, one for each file
+    of the image, so writing and checking handle such a list in one go.
+    """
+    if type(entries) is not list or not all(
+        type(entry) is dict and tuple(entry) == _HASHED_FILE_KEYS for entry in entries
+    ):
+        return None
+    uris = [entry["uri"] for entry in entries]
+    hashes = [entry["sha256"] for entry in entries]
+    if not set(map(type, uris)) <= {str} or not set(map(type, hashes)) <= {str}:
+        return None
+    return uris, hashes
+
+
+_HASHED_FILE_KEYS = ("uri", "sha256")
 
 
 def _write_pairs(table: dict[Any, Any]) -> list[str] | None:
@@ -201,13 +237,15 @@ def _write_inline(entry: Any) -> str | None:
     if type(entry) is str:
         return _toml_string(entry)
     pairs = _write_pairs(entry) if type(entry) is dict else None
-    return None if pairs is None else _inline_table(pairs)
+    return None if pairs is None else _inline_table("".join(pairs))
 
 
-def _inline_table(pairs: list[str]) -> str:
-    if not pairs:
+def _inline_table(lines: str) -> str:
+    """The inline form of a table written as `key = value` lines; the
+    strings in them hold no newline, which is escaped."""
+    if not lines:
         return "{}"
-    return "{ " + ", ".join(pair.rstrip("\n") for pair in pairs) + " }"
+    return "{ " + lines.rstrip("\n").replace("\n", ", ") + " }"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -416,6 +454,11 @@ def _finish_trusted_files(merged: Manifest, excluded: frozenset[str]) -> None:
 def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list[Any]:
     # Plain URIs and hashes rather than TrustedFile objects: this runs for
     # every file of the image, twice when the user lists trusted files too.
+    found = _hashed_files(entries)
+    if found is not None and len(set(found[0])) == len(found[0]):
+        # Each URI once, each with a hash: nothing to combine.
+        pairs = zip(*found, strict=True)
+        return [{"uri": u, "sha256": h} for u, h in pairs if u not in excluded]
     hashes: dict[str, str | None] = {}
     slots: list[str | Any] = []
     malformed: list[Any] = []
@@ -736,7 +779,7 @@ def _find_insecure_keys(value: Any, path: KeyPath, found: set[str]) -> None:
                 found.add(_dotted((*path, key)))
             if isinstance(item, dict | list):
                 _find_insecure_keys(item, (*path, key), found)
-    elif isinstance(value, list):
+    elif isinstance(value, list) and _hashed_files(value) is None:
         for index, item in enumerate(value):
             if isinstance(item, dict | list):
                 _find_insecure_keys(item, (*path, index), found)
@@ -773,7 +816,9 @@ def _without_sound_entries(manifest: Manifest) -> tuple[Manifest, dict[str, list
     kept: dict[str, list[int]] = {}
     for key in _FILE_LISTS:
         entries, is_sound = sgx.get(key), _SOUND_FILE_ENTRY[key]
-        if isinstance(entries, list):
+        if key == "trusted_files" and _all_sound_hashed_files(entries):
+            kept[key], checked_sgx[key] = [], []
+        elif isinstance(entries, list):
             kept[key] = [i for i, entry in enumerate(entries) if not is_sound(entry)]
             checked_sgx[key] = [entries[i] for i in kept[key]]
     return {**manifest, "sgx": checked_sgx}, kept
@@ -782,6 +827,18 @@ def _without_sound_entries(manifest: Manifest) -> tuple[Manifest, dict[str, list
 _FILE_URI_PATTERN = re.compile(_FILE_URI["pattern"])
 _ALLOWED_URI_PATTERN = re.compile(_ALLOWED_URI["pattern"])
 _SHA256_PATTERN = re.compile(_SHA256["pattern"])
+
+
+def _all_sound_hashed_files(entries: Any) -> bool:
+    """Whether `entries` are hashed files (see _hashed_files) that each pass
+    _is_sound_trusted_file, tested a list at a time."""
+    found = _hashed_files(entries)
+    if found is None:
+        return False
+    uris, hashes = found
+    return all(map(_FILE_URI_PATTERN.search, uris)) and all(
+        map(_SHA256_PATTERN.search, hashes)
+    )
 
 
 def _is_sound_trusted_file(entry: Any) -> bool:
@@ -905,6 +962,12 @@ def _gather_strings(value: Any, strings: list[str]) -> bool:
         strings.extend(value)
         items = value.values()
     elif isinstance(value, list):
+        hashed = _hashed_files(value)
+        if hashed is not None:
+            strings.extend(_HASHED_FILE_KEYS if value else ())
+            strings.extend(hashed[0])
+            strings.extend(hashed[1])
+            return True
         items = value
     elif isinstance(value, str):
         strings.append(value)
@@ -989,6 +1052,9 @@ def _is_power_of_two(number: int) -> bool:
 def _check_trusted_files(entries: list[Any]) -> None:
     # Run after the schema check: each entry is a URI, or a table of a string
     # `uri` and maybe a string `sha256`.
+    found = _hashed_files(entries)
+    if found is not None and _each_once_and_no_directory(found[0]):
+        return
     hashes: dict[str, str] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or "sha256" not in entry:
@@ -1010,6 +1076,10 @@ def _check_trusted_files(entries: list[Any]) -> None:
 
 # ---------------------------------------------------------------------------
 # Messages
+
+
+def _each_once_and_no_directory(uris: list[str]) -> bool:
+    return len(set(uris)) == len(uris) and not any(u.endswith("/") for u in uris)
 
 
 def _raise_at(path: KeyPath, problem: str) -> None:

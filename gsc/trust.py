@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
@@ -144,6 +146,21 @@ class Choices:
             return False
         return path in self._trusted_paths or not self.leaves_out(path)
 
+    @cached_property
+    def hash_rules(self) -> str:
+        """A name for the files `wants_hash` asks for: choices with the same
+        name ask for the same files (the layer cache relies on it)."""
+        rules = [
+            sorted(self.allowed),
+            sorted(self.trusted),
+            list(self.exclude),
+            list(self.run_time_dirs),
+            [EXCLUDED_DIRS, APP_FILES, RUNTIME_FILES],
+            [SECRET_PATTERNS, EXCLUDED_PATTERNS],
+        ]
+        text = json.dumps(rules, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
     # The choices compiled once, since every file of the image is tested
     # against them.
 
@@ -183,12 +200,15 @@ def select_trusted(
     unreadable: list[str] = []
     size = 0
     reachability = _Reachability(entries, reader)
+    leaves_out = choices.leaves_out
+    # Root reads everything: no need to ask for each file.
+    checks_access = reader.uid != 0
     for entry in entries.values():
-        if entry.kind != "file":
+        if entry.kind != "file" or not entry.sha256 or leaves_out(entry.path):
             continue
-        if choices.leaves_out(entry.path) or not entry.sha256:
-            continue
-        if not (reader.can_read(entry) and reachability.reaches(entry.path)):
+        if checks_access and not (
+            reader.can_read(entry) and reachability.reaches(entry.path)
+        ):
             unreadable.append(entry.path)
             continue
         chosen[entry.path] = entry.sha256

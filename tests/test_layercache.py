@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 import gsc.hashing
 from gsc.hashing import HashPool
 from gsc.image import Entry, FileSystem
-from gsc.layercache import LayerCache, decode, default_directory, encode
+from gsc.layercache import FORMAT, LayerCache, decode, default_directory, encode
 from gsc.layers import Fingerprint, Layer, read_image
 
 from .fstree import ELF, FakeEngine, SavedImage, Tree, legacy_save, oci_save
@@ -186,7 +188,9 @@ def _only_entry(cache: LayerCache, saved: SavedImage) -> Path:
     [
         lambda data: data[:-1] + bytes([data[-1] ^ 1]),
         lambda data: data[: len(data) // 2],
-        lambda data: data.replace(b"gsc-layer-cache 1", b"gsc-layer-cache 9", 1),
+        lambda data: data.replace(
+            f"gsc-layer-cache {FORMAT}".encode(), b"gsc-layer-cache 99", 1
+        ),
         lambda data: b"",
         lambda data: b"\x00" * 1000,
     ],
@@ -315,6 +319,54 @@ def test_a_cached_layer_reads_as_a_fresh_read_would(
 
     assert pool.files_hashed == 0
     assert fs == read(saved, None, wants=later)[0]
+
+
+def read_under_rules(
+    saved: SavedImage, cache: LayerCache, wants: Callable[[str], bool], rules: str
+) -> FileSystem:
+    with HashPool(2, chunk=16_384, inline_limit=1024) as pool:
+        return read_image(
+            FakeEngine(saved), saved.image_id, wants, cache, pool=pool, hash_rules=rules
+        )
+
+
+def test_a_layer_cached_under_the_same_hash_rules_is_taken_as_it_is(
+    cache: LayerCache,
+) -> None:
+    saved = image()
+    read_under_rules(saved, cache, everything, "rules A")
+    not_data = _without("/usr/data")
+
+    # The name says the rules are the same; the cache takes its word, so the
+    # hash that `not_data` would leave out is still there.
+    same = read_under_rules(saved, cache, not_data, "rules A")
+    other = read_under_rules(saved, cache, not_data, "rules B")
+    unnamed = read_under_rules(saved, cache, not_data, "")
+
+    assert same == read(saved, None)[0]
+    data = same.get("/usr/data")
+    assert data is not None and data.sha256 == sha(b"d" * 70_000)
+    assert other == unnamed == read(saved, None, wants=not_data)[0]
+
+
+def test_the_hash_rules_are_kept_under_the_checksum(cache: LayerCache) -> None:
+    saved = image()
+    read_under_rules(saved, cache, everything, "rules A")
+    path = cache.path(saved.diff_ids[0])
+    assert path is not None
+    cached = cache.load(saved.diff_ids[0])
+    assert cached is not None and cached.hash_rules == "rules A"
+
+    layer = cached.layer
+    path.write_bytes(encode(saved.diff_ids[0], layer, cached.fingerprint, "rules B"))
+    reread = cache.load(saved.diff_ids[0])
+    assert reread is not None and reread.hash_rules == "rules B"
+
+    # The payload changed to name other rules, under the header of before.
+    magic, header, payload = path.read_bytes().split(b"\n", 2)
+    body = zlib.decompress(payload).replace(b'"rules B"', b'"rules A"')
+    path.write_bytes(b"\n".join([magic, header, zlib.compress(body)]))
+    assert cache.load(saved.diff_ids[0]) is None
 
 
 def test_round_trip_of_every_part_of_a_layer() -> None:
@@ -464,3 +516,66 @@ def test_entry_holds_the_executable_heads_and_kept_files_but_no_other_content(
     assert dict(cached.layer.contents) == {
         "/etc/passwd": b"root:x:0:0::/root:/bin/sh\n"
     }
+
+
+def _forged(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    """An entry whose document is changed by `change`, with a sound checksum."""
+    magic, header_line, payload = data.split(b"\n", 2)
+    document = json.loads(zlib.decompress(payload))
+    change(document)
+    payload = zlib.compress(json.dumps(document).encode())
+    header = json.loads(header_line)
+    header["payload_size"] = len(payload)
+    header["payload_sha256"] = sha(payload)
+    return b"\n".join([magic, json.dumps(header).encode(), payload])
+
+
+def _set_first(field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        document["entries"][field][0] = value
+
+    return change
+
+
+def _drop_last(field: str) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        document["entries"][field].pop()
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set_first("mode", "420"),
+        _set_first("size", True),
+        _set_first("path", 7),
+        _set_first("kind", None),
+        _set_first("sha256", ["a"]),
+        _drop_last("uid"),
+        lambda document: document["entries"].pop("gid"),
+        lambda document: document.__setitem__("hash_rules", 1),
+    ],
+    ids=[
+        "str-mode",
+        "bool-size",
+        "int-path",
+        "null-kind",
+        "list-hash",
+        "short-column",
+        "no-column",
+        "int-rules",
+    ],
+)
+def test_a_checksummed_entry_of_the_wrong_shape_is_ignored(
+    cache: LayerCache, change: Callable[[dict[str, Any]], None]
+) -> None:
+    saved = image()
+    read(saved, cache)
+    path = _only_entry(cache, saved)
+    untouched = _forged(path.read_bytes(), lambda document: None)
+    assert decode(untouched, saved.diff_ids[0]).layer.entries
+
+    path.write_bytes(_forged(path.read_bytes(), change))
+
+    assert cache.load(saved.diff_ids[0]) is None

@@ -69,6 +69,19 @@ def test_whiteout_of_a_directory_removes_everything_under_it() -> None:
     assert set(fs.entries) == {"/opt", "/opt/toolbox"}
 
 
+def test_whiteouts_in_successive_layers_remove_what_each_layer_below_added() -> None:
+    # The first whiteout makes the merged tree index its directories; the
+    # files added after that must be found by the later whiteouts too.
+    base = Tree().dir("/a").file("/a/one", b"1").dir("/b").file("/b/one", b"1")
+    middle = Tree().dir("/a").whiteout("/a/one").dir("/b").file("/b/two", b"2")
+    middle.dir("/c").file("/c/one", b"1")
+    top = Tree().whiteout("/b").dir("/c").whiteout("/c/one").file("/c/two", b"2")
+
+    fs = layered(base, middle, top)
+
+    assert set(fs.entries) == {"/a", "/c", "/c/two"}
+
+
 def test_opaque_directory_hides_what_lower_layers_had_but_keeps_its_own() -> None:
     base = (
         Tree()

@@ -988,6 +988,18 @@ BAD_MANIFESTS: list[tuple[str, Callable[[Manifest], None], str, str]] = [
         "lone surrogate U+DCE9",
     ),
     (
+        "surrogate in a hashed file",
+        add_trusted({"uri": "file:/caf\udce9", "sha256": "0" * 64}),
+        "sgx.trusted_files[2].uri",
+        "lone surrogate U+DCE9",
+    ),
+    (
+        "nul in a hashed file",
+        add_trusted({"uri": "file:/a\0b", "sha256": "0" * 64}),
+        "sgx.trusted_files[2].uri",
+        "contains a NUL character",
+    ),
+    (
         "integer too big",
         put("sys", "fds", "limit", value=2**64),
         "sys.fds.limit",

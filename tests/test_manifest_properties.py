@@ -230,6 +230,9 @@ file_lists = st.one_of(
     st.lists(
         st.builds(lambda uri: {"uri": uri, "sha256": sha(uri)}, file_list_strings)
     ),
+    st.lists(
+        st.builds(lambda uri: {"sha256": sha(uri), "uri": uri}, file_list_strings)
+    ),
     st.lists(file_list_strings),
     st.lists(file_list_entries, max_size=6),
 )

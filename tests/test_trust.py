@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import posixpath
+import subprocess
+import sys
 from collections.abc import Iterable
 
 import pytest
@@ -429,3 +432,50 @@ def test_selection_agrees_with_the_rules(
     assert select_trusted(entries, reader, choices) == reference_selection(
         entries, reader, choices
     )
+
+
+def test_hash_rules_name_the_choices_that_decide_what_is_hashed() -> None:
+    base = Choices(
+        allowed=frozenset({"/data/", "/logs/"}),
+        trusted=frozenset({"/var/lib/app/"}),
+        exclude=("*.pyc",),
+        run_time_dirs=("/srv",),
+    )
+    same = Choices(
+        allowed=frozenset({"/logs/", "/data/"}),
+        trusted=frozenset({"/var/lib/app/"}),
+        exclude=("*.pyc",),
+        run_time_dirs=("/srv",),
+    )
+    others = [
+        dataclasses.replace(base, allowed=frozenset({"/data/"})),
+        dataclasses.replace(base, trusted=frozenset()),
+        dataclasses.replace(base, exclude=("*.pyo",)),
+        dataclasses.replace(base, run_time_dirs=()),
+        Choices(),
+    ]
+
+    assert same.hash_rules == base.hash_rules
+    names = {choices.hash_rules for choices in [base, *others]}
+    assert len(names) == len(others) + 1
+
+
+def test_hash_rules_are_the_same_in_every_process() -> None:
+    # The layer cache outlives the process: the name must not depend on the
+    # order in which this process happens to iterate a set.
+    program = (
+        "from gsc.trust import Choices;"
+        "print(Choices(allowed=frozenset({'/a/', '/b/', '/c/', '/d/'}),"
+        " trusted=frozenset({'/x/', '/y/', '/z/'})).hash_rules)"
+    )
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(names) == 1 and next(iter(names)).startswith("sha256:")

@@ -311,6 +311,7 @@ def _read_app(
             diff_ids=app.layers,
             directories=directories,
             on_note=ui.detail,
+            hash_rules=choices.hash_rules,
         )
         for problem in cache.problems[:3] if cache is not None else []:
             ui.warn(problem)
@@ -364,10 +365,10 @@ def _summarize(manifest: Manifest, fs: FileSystem, distro: str, ui: Ui) -> None:
     total = 0
     for item in trusted:
         path = item["uri"][len("file:") :] if isinstance(item, dict) else item[5:]
-        entry = fs.get(path)
+        entry = fs.entries.get(path)
         size = entry.size if entry is not None else 0
         total += size
-        top = "/".join(path.rsplit("/", 1)[0].split("/")[:3]) or "/"
+        top = _top_directory(path)
         by_directory[top] = by_directory.get(top, 0) + size
     largest = sorted(by_directory.items(), key=lambda item: (-item[1], item[0]))[:3]
     shown = ", ".join(f"{d} {size / 1e6:.1f} MB" for d, size in largest)
@@ -375,6 +376,15 @@ def _summarize(manifest: Manifest, fs: FileSystem, distro: str, ui: Ui) -> None:
         f"Trusting {len(trusted)} files, {total / 1e6:.1f} MB (largest: {shown});"
         f" distro {distro or 'unknown'}"
     )
+
+
+def _top_directory(path: str) -> str:
+    """The first two levels of a file's directory: /usr/lib for /usr/lib/x/y."""
+    second = path.find("/", 1)
+    if second < 0:
+        return "/"
+    third = path.find("/", second + 1)
+    return path[:second] if third < 0 else path[:third]
 
 
 def _warn_unsafe(manifest: Manifest, options: BuildOptions, ui: Ui) -> None:
