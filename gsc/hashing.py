@@ -557,16 +557,17 @@ def build_entries(records: Iterable[Record]) -> Entries:
 
 
 def _entry(record: Record) -> Entry:
+    # Positional: this runs for every file of a layer read.
     return Entry(
-        path=record.path,
-        kind=record.kind,
-        mode=record.mode,
-        uid=record.uid,
-        gid=record.gid,
-        size=record.size,
-        target=record.target,
-        sha256=record.digest.hexdigest() if record.digest is not None else "",
-        head=record.head,
+        record.path,
+        record.kind,
+        record.mode,
+        record.uid,
+        record.gid,
+        record.size,
+        record.target,
+        record.digest.hexdigest() if record.digest is not None else "",
+        record.head,
     )
 
 

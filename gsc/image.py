@@ -171,4 +171,4 @@ def has_bad_name(path: str) -> bool:
 def keeps_content(path: str, size: int) -> bool:
     if size > KEPT_LIMIT:
         return False
-    return path in KEPT_FILES or any(path.startswith(d) for d in KEPT_DIRS)
+    return path in KEPT_FILES or path.startswith(KEPT_DIRS)

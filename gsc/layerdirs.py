@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -160,8 +159,7 @@ class _Walk:
         return [_done(item) for item in self._found]
 
     def _take(self, disk_path: str, path: str, info: os.stat_result) -> None:
-        name = posixpath.basename(path)
-        if name.startswith(WHITEOUT):
+        if path.startswith(WHITEOUT, path.rfind("/") + 1):
             # The engine's tar would say this is a whiteout, not a file.
             raise StorageChanged(f"{disk_path} has a whiteout's name")
         if has_bad_name(path):

@@ -146,7 +146,7 @@ def _toml_text(manifest: Manifest) -> str:
     text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
     for stand_in_text, list_text in replacements:
         before, _, after = text.partition(stand_in_text)
-        text = before + list_text + after
+        text = "".join([before, list_text, after])
     return text
 
 
@@ -159,16 +159,20 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
     # stand-in's text is found nowhere else; twenty of them make a table too
     # long to be written inline.
     marker = "\0" * 20 + key
+    header = f"[[sgx.{key}]]\n"
+    stand_in: Any = [{"gsc": marker}]
+    stand_in_text = f"{header}gsc = {_toml_string(marker)}\n"
+    text = _write_hashed_files(header, entries)
+    if text is not None:
+        return stand_in, stand_in_text, text
     if entries and all(type(entry) is dict for entry in entries):
         tables = _write_tables(entries)
         if tables is None:
             return None
         inline = (f"    {_inline_table(lines)}," for lines in tables)
         if any(len(line) > _INLINE_LIMIT for line in inline):
-            header = f"[[sgx.{key}]]\n"
             text = "\n".join(header + lines for lines in tables)
-            stand_in_text = f"{header}gsc = {_toml_string(marker)}\n"
-            return [{"gsc": marker}], stand_in_text, text
+            return stand_in, stand_in_text, text
     items = [_write_inline(entry) for entry in entries]
     if None in items:
         return None
@@ -178,9 +182,6 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
 
 def _write_tables(entries: list[Any]) -> list[str] | None:
     """The `key = value` lines of each table; None if one is not all strings."""
-    tables = _write_hashed_files(entries)
-    if tables is not None:
-        return tables
     tables = []
     for entry in entries:
         pairs = _write_pairs(entry)
@@ -190,16 +191,22 @@ def _write_tables(entries: list[Any]) -> list[str] | None:
     return tables
 
 
-def _write_hashed_files(entries: list[Any]) -> list[str] | None:
-    """The lines of each table, written at once for a list of hashed files
-    (see _hashed_files) whose strings need no escapes; None otherwise."""
+def _write_hashed_files(header: str, entries: list[Any]) -> str | None:
+    """The text of a list of hashed files (see _hashed_files) written at once,
+    out of line; None if a string in it needs escapes, or if tomli-w would
+    write the list inline (never with a SHA-256 in each table)."""
     found = _hashed_files(entries)
-    if found is None:
+    if not found or _TOML_ESCAPED.search("".join(found[0] + found[1])) is not None:
         return None
     uris, hashes = found
-    if _TOML_ESCAPED.search("".join(uris + hashes)) is not None:
+    inline = (
+        f'    {{ uri = "{u}", sha256 = "{h}" }},'
+        for u, h in zip(uris, hashes, strict=True)
+    )
+    if not any(len(line) > _INLINE_LIMIT for line in inline):
         return None
-    return [f'uri = "{u}"\nsha256 = "{h}"\n' for u, h in zip(uris, hashes, strict=True)]
+    tables = zip(uris, hashes, strict=True)
+    return "\n".join([f'{header}uri = "{u}"\nsha256 = "{h}"\n' for u, h in tables])
 
 
 def _hashed_files(entries: Any) -> tuple[list[str], list[str]] | None:

@@ -241,19 +241,24 @@ def _plan(
             f"{len(selection.unreadable)} files are not trusted because user"
             f" '{app.user}' cannot read them (first: {selection.unreadable[0]})"
         )
-    generated = generated_manifest(
-        Generated(
-            config=app,
-            command=command,
-            user=user,
-            runtime=runtime,
-            library_dirs=tuple(library_dirs(app_fs)),
-            trusted=selection.trusted,
-            debug=options.debug,
-            insecure_args=options.insecure_args,
-        )
+    # The generated manifest is no variable: merge copies it, and a large
+    # image's file list is too big to hold twice for longer than the merge.
+    manifest = merge(
+        generated_manifest(
+            Generated(
+                config=app,
+                command=command,
+                user=user,
+                runtime=runtime,
+                library_dirs=tuple(library_dirs(app_fs)),
+                trusted=selection.trusted,
+                debug=options.debug,
+                insecure_args=options.insecure_args,
+            )
+        ),
+        user_trusted_files(user_manifest, final_fs),
     )
-    manifest = merge(generated, user_trusted_files(user_manifest, final_fs))
+    del selection  # a dict of every trusted file, no longer needed
     check_program_trusted(manifest, command, final_fs)
     validate_manifest(manifest)
     _warn_unsafe(manifest, options, ui)
