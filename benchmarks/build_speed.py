@@ -60,8 +60,10 @@ from gsc.naming import unsigned_name
 from gsc.trust import APP_FILES, Choices
 
 BASE_IMAGE = "gsc-test/debian:12"
-# What `gsc build` hashes when the user chose nothing about files.
+# What `gsc build` hashes when the user chose nothing about files, and the
+# name under which it keeps and finds those layers in its cache.
 WANTS_HASH = Choices().wants_hash
+HASH_RULES = Choices().hash_rules
 SEED = 20_240_601
 ROOT = Path(__file__).resolve().parents[1]
 # Images this run made, oldest first, to be removed at the end.
@@ -257,7 +259,13 @@ def _layers(engine: Engine, image: str, cache: str | None) -> int:
     directories = layer_directories(inspected, engine.info())
     with HashPool() as pool:
         read_image(
-            engine, image, WANTS_HASH, layer_cache, directories=directories, pool=pool
+            engine,
+            image,
+            WANTS_HASH,
+            layer_cache,
+            directories=directories,
+            pool=pool,
+            hash_rules=HASH_RULES,
         )
     return pool.files_hashed
 

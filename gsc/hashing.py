@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Literal, Protocol, cast
+from typing import IO, Literal, NamedTuple, Protocol, cast
 
 from gsc.errors import GscError, ImageError
 from gsc.image import (
@@ -145,16 +145,15 @@ class _DiskBatch:
     is paid under the interpreter lock, small beside the reading.
     """
 
-    def __init__(self, files: list[DiskFile], reserved: int) -> None:
+    def __init__(self, files: list[DiskFile]) -> None:
         self._files = files
-        self._reserved = reserved
 
     def run(self, pool: HashPool) -> None:
         try:
             for file in self._files:
                 _hash_disk_file(file, pool.chunk)
         finally:
-            pool._finished(self._reserved, len(self._files))
+            pool._finished(0, len(self._files))
 
 
 def _hash_disk_file(file: DiskFile, chunk: int) -> None:
@@ -240,13 +239,12 @@ class HashPool:
         if not files:
             return
         self.files_hashed += len(files)
-        size = sum(file.size for file in files)
-        self.bytes_hashed += size
-        # Only paths wait in the queue, but waiting for the budget keeps the
-        # walk of the directories from running far ahead of the hashing.
-        reserved = min(size, self._budget)
-        self._reserve(reserved, files=len(files))
-        self._submit(_DiskBatch(files, reserved))
+        self.bytes_hashed += sum(file.size for file in files)
+        # Only paths wait in the queue, and a worker holds one chunk of a
+        # file at a time: nothing to count against the budget. Waiting for
+        # it would leave a worker idle while another hashes a large file.
+        self._reserve(0, files=len(files))
+        self._submit(_DiskBatch(files))
 
     def strand(self) -> Strand:
         """Start a file too large to be held whole."""
@@ -310,9 +308,11 @@ class HashPool:
             raise RuntimeError("a hashing thread failed") from self._error
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A tar member as read; a regular file's digest may still be in the pool."""
+class Record(NamedTuple):
+    """A tar member as read; a regular file's digest may still be in the pool.
+
+    A named tuple, as `Entry` is: a layer has a record for each of its files.
+    """
 
     path: str
     kind: str  # an Entry's kind, or "link", "whiteout", "opaque", "skipped"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ _CHANGING_ATTRIBUTES = frozenset(
     ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 )
 # Files handed to a worker at once, and the bytes that close a batch early.
-# The batches are handed over once the walk of the layer is done: the walk is
-# Python, and a worker's read of a small file needs the interpreter lock
+# The batches are handed over once the walks of the layers are done: the walk
+# is Python, and a worker's read of a small file needs the interpreter lock
 # several times, so on few cores the two slow each other down more than
 # running one after the other costs (see docs/benchmarks.md).
 _BATCH_FILES = 64
@@ -107,24 +107,35 @@ class StorageChanged(Exception):
 _Pending = tuple[str, int, int, int, DiskFile]
 
 
-def read_directory(
+def walk_directory(
     directory: Path,
     wants_hash: WantsHash,
     pool: HashPool,
     on_bytes: Callable[[int], None],
-) -> Callable[[], list[Record]]:
-    """Walk a layer's directory, handing the files to hash to `pool`.
+) -> LayerWalk:
+    """Walk a layer's directory: its records, and the files it has to hash.
 
-    Returns what gives the layer's records once `pool.wait()` has returned,
-    in the order of the engine's tar of the layer. Raises `StorageChanged`
-    for what overlay2 can hold but Docker's layers never do.
+    Raises `StorageChanged` for what overlay2 can hold but Docker's layers
+    never do. Small kept files are hashed by `pool` already; the others
+    wait for `hash_files`.
     """
-    walk = _Walk(directory, wants_hash, pool, on_bytes)
+    walk = LayerWalk(directory, wants_hash, pool, on_bytes)
     walk.run()
-    return walk.records
+    return walk
 
 
-class _Walk:
+def hash_files(pool: HashPool, walks: Iterable[LayerWalk]) -> None:
+    """Hand the files of walked layers to `pool`, the largest batches first,
+    so that no worker is left alone at the end with a large file to hash."""
+    batches = [batch for walk in walks for batch in walk.batches]
+    batches.sort(key=lambda batch: sum(file.size for file in batch), reverse=True)
+    for batch in batches:
+        pool.disk_files(batch)
+
+
+class LayerWalk:
+    """A walk of one layer's directory, in the order of the engine's tar."""
+
     def __init__(
         self,
         directory: Path,
@@ -139,8 +150,9 @@ class _Walk:
         self._found: list[Record | _Pending] = []
         self._batch: list[DiskFile] = []
         self._batch_bytes = 0
-        self._batches: list[list[DiskFile]] = []
         self._links: dict[tuple[int, int], str] = {}
+        # The files to hash, in batches handed to a worker at once.
+        self.batches: list[list[DiskFile]] = []
 
     def run(self) -> None:
         try:
@@ -151,11 +163,10 @@ class _Walk:
                 f"cannot read the layer directory {self._root} ({err.strerror or err})"
             ) from err
         self._flush()
-        for batch in self._batches:
-            self._pool.disk_files(batch)
-        self._batches = []
 
     def records(self) -> list[Record]:
+        """The layer's records; their digests are known once the pool has
+        hashed the batches."""
         return [_done(item) for item in self._found]
 
     def _take(self, disk_path: str, path: str, info: os.stat_result) -> None:
@@ -230,7 +241,7 @@ class _Walk:
 
     def _flush(self) -> None:
         if self._batch:
-            self._batches.append(self._batch)
+            self.batches.append(self._batch)
         self._batch = []
         self._batch_bytes = 0
 

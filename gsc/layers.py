@@ -46,7 +46,7 @@ from gsc.hashing import (
     read_records,
 )
 from gsc.image import Entry, FileSystem, WantsHash, keeps_content
-from gsc.layerdirs import StorageChanged, read_directory
+from gsc.layerdirs import LayerWalk, StorageChanged, hash_files, walk_directory
 
 if TYPE_CHECKING:
     from gsc.layercache import LayerCache
@@ -147,7 +147,7 @@ def fit(layer: Layer, wants_hash: WantsHash) -> Layer | None:
             if wanted and not entry.sha256:
                 return None
             if entry.sha256 and not wanted:
-                entry = replace(entry, sha256="")
+                entry = entry._replace(sha256="")
         fitted[entry.path] = entry
     return replace(layer, entries=tuple(fitted.values()))
 
@@ -162,7 +162,7 @@ def _hashed_if_wanted(entry: Entry) -> bool:
 def _relinked(entry: Entry, target: Entry | None) -> Entry:
     if target is None or target.kind != "file" or entry.kind != "file":
         return entry
-    return replace(entry, sha256=target.sha256)
+    return entry._replace(sha256=target.sha256)
 
 
 def apply_layers(layers: Iterable[Layer]) -> FileSystem:
@@ -371,17 +371,18 @@ class _Reading:
     def _from_directories(
         self, diff_ids: tuple[str, ...], directories: tuple[Path, ...]
     ) -> list[Layer]:
-        walks: dict[str, Callable[[], list[Record]]] = {}
+        walks: dict[str, LayerWalk] = {}
         for diff_id, directory in zip(diff_ids, directories, strict=True):
             if diff_id in self._cached:
                 self._on_bytes(self._cached[diff_id].layer.file_bytes)
             elif diff_id not in walks:
-                walks[diff_id] = read_directory(
+                walks[diff_id] = walk_directory(
                     directory, self._wants_hash, self._pool, self._on_bytes
                 )
+        hash_files(self._pool, walks.values())
         self._pool.wait()
-        for diff_id, records in walks.items():
-            layer = layer_of(records())
+        for diff_id, walk in walks.items():
+            layer = layer_of(walk.records())
             if self._cache is not None:
                 self._cache.store(diff_id, layer, NO_FINGERPRINT, self._hash_rules)
             self._cached[diff_id] = CachedLayer(diff_id, layer, NO_FINGERPRINT)

@@ -57,16 +57,21 @@ class Progress:
         self._total = max(total, 1)
         self._done = 0
         self._drawn_at = 0.0
+        # Asked once: advance runs for every file read, and asking is a
+        # system call.
+        self._interactive = ui.interactive
 
     def advance(self, amount: int) -> None:
         self._done += amount
+        if not self._interactive:
+            return
         now = time.monotonic()
-        if self._ui.interactive and now - self._drawn_at > 0.1:
+        if now - self._drawn_at > 0.1:
             self._drawn_at = now
             self._draw()
 
     def close(self) -> None:
-        if self._ui.interactive:
+        if self._interactive:
             self._done = self._total
             self._draw()
             print(file=self._ui.stream, flush=True)

@@ -349,6 +349,22 @@ def test_a_layer_cached_under_the_same_hash_rules_is_taken_as_it_is(
     assert other == unnamed == read(saved, None, wants=not_data)[0]
 
 
+def test_a_layer_cached_under_other_rules_without_a_wanted_hash_is_read_again(
+    cache: LayerCache, counting: Counting
+) -> None:
+    saved = image()
+    read_under_rules(saved, cache, _without("/usr/data"), "rules A")
+    calls = counting.calls
+
+    fs = read_under_rules(saved, cache, everything, "rules B")
+
+    assert counting.calls > calls
+    data = fs.get("/usr/data")
+    assert data is not None and data.sha256 == sha(b"d" * 70_000)
+    cached = cache.load(saved.diff_ids[0])
+    assert cached is not None and cached.hash_rules == "rules B"
+
+
 def test_the_hash_rules_are_kept_under_the_checksum(cache: LayerCache) -> None:
     saved = image()
     read_under_rules(saved, cache, everything, "rules A")

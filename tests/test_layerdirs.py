@@ -16,7 +16,12 @@ import pytest
 
 from gsc.errors import ImageError
 from gsc.hashing import DiskFile, HashPool, Record
-from gsc.layerdirs import StorageChanged, layer_directories, read_directory
+from gsc.layerdirs import (
+    StorageChanged,
+    hash_files,
+    layer_directories,
+    walk_directory,
+)
 from gsc.layers import apply_layers, layer_of
 
 needs_root = pytest.mark.skipif(
@@ -30,9 +35,10 @@ def everything(path: str) -> bool:
 
 def records_of(directory: Path, workers: int = 2) -> list[Record]:
     with HashPool(workers=workers) as pool:
-        records = read_directory(directory, everything, pool, lambda n: None)
+        walk = walk_directory(directory, everything, pool, lambda n: None)
+        hash_files(pool, [walk])
         pool.wait()
-    return records()
+    return walk.records()
 
 
 def sha256(data: bytes) -> str:
@@ -178,6 +184,46 @@ def test_a_file_that_changes_size_while_read_is_an_error(tmp_path: Path) -> None
         pool.disk_files([DiskFile(str(path), 4)])
         with pytest.raises(ImageError, match="changed while it was read"):
             pool.wait()
+
+
+class RecordingPool(HashPool):
+    """A real pool that also notes the bytes of each batch handed to it."""
+
+    def __init__(self, **options: int) -> None:
+        super().__init__(**options)
+        self.batch_bytes: list[int] = []
+
+    def disk_files(self, files: list[DiskFile]) -> None:
+        self.batch_bytes.append(sum(file.size for file in files))
+        super().disk_files(files)
+
+
+def test_the_files_of_all_layers_go_to_the_pool_largest_batches_first(
+    tmp_path: Path,
+) -> None:
+    sizes = {"a": [10, 20], "b": [3_000_000, 5], "c": [1_000] * 70 + [400_000]}
+    walks = []
+    with RecordingPool(workers=2, budget=1 << 20) as pool:
+        for name, files in sizes.items():
+            layer = tmp_path / name
+            layer.mkdir()
+            for n, size in enumerate(files):
+                (layer / f"f{n:03}").write_bytes(bytes([n % 251]) * size)
+            walks.append(walk_directory(layer, everything, pool, lambda n: None))
+        assert pool.batch_bytes == []  # walking hands nothing over
+
+        hash_files(pool, walks)
+        pool.wait()
+
+    assert pool.batch_bytes == sorted(pool.batch_bytes, reverse=True)
+    assert sum(pool.batch_bytes) == sum(map(sum, sizes.values()))
+    # Paths alone wait in the queue: a file larger than the budget holds
+    # none of it.
+    assert pool.peak_in_flight == 0
+    records = [r for walk in walks for r in walk.records() if r.kind == "file"]
+    data = bytes([0]) * 3_000_000
+    big = next(r for r in records if r.size == len(data))
+    assert big.digest is not None and big.digest.hexdigest() == sha256(data)
 
 
 # Directories as Docker's overlay2 driver and its layer store name them.
