@@ -169,12 +169,15 @@ _NUMBER_FIELDS = ("mode", "uid", "gid", "size")
 
 
 def _layer_document(layer: Layer) -> dict[str, Any]:
-    columns: dict[str, list[Any]] = {
-        name: [getattr(e, name) for e in layer.entries]
-        for name in (*_TEXT_FIELDS, *_NUMBER_FIELDS)
-        if name != "head"
-    }
-    columns["head"] = [base64.b64encode(e.head).decode("ascii") for e in layer.entries]
+    # Entries are tuples: zip turns the rows into columns in one step.
+    columns: dict[str, Any] = dict.fromkeys(Entry._fields, ())
+    if layer.entries:
+        transposed = zip(*layer.entries, strict=True)
+        columns.update(zip(Entry._fields, transposed, strict=True))
+    columns["head"] = [
+        base64.b64encode(head).decode("ascii") if head else ""
+        for head in columns["head"]
+    ]
     return {
         "entries": columns,
         "deleted": list(layer.deleted),

@@ -411,6 +411,15 @@ def test_round_trip_of_every_part_of_a_layer() -> None:
     assert cached.fingerprint == fingerprint
 
 
+def test_round_trip_of_an_empty_layer() -> None:
+    layer = Layer(entries=(), deleted=("/gone",))
+    diff_id = "sha256:" + "d" * 64
+
+    cached = decode(encode(diff_id, layer, Fingerprint(1, "")), diff_id)
+
+    assert cached.layer == layer
+
+
 def test_what_is_no_diff_id_is_never_kept(tmp_path: Path) -> None:
     cache = LayerCache(tmp_path)
 
