@@ -2,7 +2,8 @@
 
 Run by hand from the repository root, with the engine and gsc-test/debian:12:
 
-    python benchmarks/build_speed.py [--size 2G] [--files 100000] [--keep]
+    python benchmarks/build_speed.py [--size 2G] [--files 100000] [--repeat 3]
+                                     [--keep]
 
 It builds a large image offline (gsc-test/debian:12 plus generated files, made
 with a fixed seed by python3 inside a RUN step), and a second one on top of it
@@ -27,7 +28,10 @@ records, it times:
   beside the engine's own time to commit a layer of what GSC adds, and
   the image size GSC adds.
 
-The images it made are removed at the end unless --keep is given.
+Each measurement runs --repeat times (each cold one from an empty cache,
+each `gsc build` round with the images of the round before removed) and the
+median is shown, since these machines are shared and noisy. The images it
+made are removed at the end unless --keep is given.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -322,23 +327,36 @@ def image_bytes(engine: Engine, image: str) -> tuple[int, int]:
     return sum(entry.size for entry in files), len(files)
 
 
-def measure(big: str, changed: str, total: int) -> list[Result]:
+def median(results: list[Result]) -> Result:
+    """The result of the median time (the lower of the two middle ones)."""
+    ordered = sorted(results, key=lambda result: result.seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def repeated(measurement: Callable[[], Result], repeat: int) -> Result:
+    return median([measurement() for _ in range(repeat)])
+
+
+def measure(big: str, changed: str, total: int, repeat: int) -> list[Result]:
     cores = os.cpu_count() or 1
     results = [
         Result("floor: SHA-256 in memory, 1 core", memory_floor(total, 1)),
         Result("floor: SHA-256 in memory, all cores", memory_floor(total, cores)),
     ]
-    with tempfile.TemporaryDirectory(prefix="gsc-bench-cache-") as scratch:
-        cache = Path(scratch)
-        for kind in CHILD_MEASURES:
-            if kind not in (COLD, WARM, SAME):
-                results.append(run_child(kind, big))
-        results.append(run_child(COLD, big, cache))
-        results.append(run_child(WARM, changed, cache))
-        results.append(run_child(SAME, big, cache))
-        entries = sorted(cache.iterdir())
-        cache_size = sum(p.stat().st_size for p in entries)
-    results.append(original_way(big))
+    for kind in CHILD_MEASURES:
+        if kind not in (COLD, WARM, SAME):
+            results.append(repeated(functools.partial(run_child, kind, big), repeat))
+    layer_reads: dict[str, list[Result]] = {COLD: [], WARM: [], SAME: []}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="gsc-bench-cache-") as scratch:
+            cache = Path(scratch)
+            layer_reads[COLD].append(run_child(COLD, big, cache))
+            layer_reads[WARM].append(run_child(WARM, changed, cache))
+            layer_reads[SAME].append(run_child(SAME, big, cache))
+            entries = sorted(cache.iterdir())
+            cache_size = sum(p.stat().st_size for p in entries)
+    results += [median(reads) for reads in layer_reads.values()]
+    results.append(repeated(functools.partial(original_way, big), repeat))
     note = f"{len(entries)} cache files, {cache_size / 1e6:.1f} MB"
     results.append(Result("cache after the runs", 0.0, note=note))
     return results
@@ -374,19 +392,24 @@ def named(image_id: str, name: str) -> str:
     return name
 
 
-def whole_builds(big: str, changed: str) -> list[Result]:
+def whole_builds(big: str, changed: str, repeat: int) -> list[Result]:
     """`gsc build` cold and warm, the engine's commit time, and sizes."""
     big = named(big, "gsc-bench/big:latest")
     changed = named(changed, "gsc-bench/changed:latest")
+    colds, warms = [], []
     with tempfile.TemporaryDirectory(prefix="gsc-bench-build-") as scratch:
         config = Path(scratch) / "config.yaml"
         config.write_text(f"Gramine:\n  Image: {STANDIN}\n", encoding="utf-8")
-        cold = dataclasses.replace(
-            gsc_build(big, Path(scratch) / "cache", config), name=BUILD_COLD
-        )
-        warm = dataclasses.replace(
-            gsc_build(changed, Path(scratch) / "cache", config), name=BUILD_WARM
-        )
+        for round_ in range(repeat):
+            if round_:
+                # Each round starts from nothing: no hash cache, and no image
+                # of an earlier round for the engine's build cache to reuse.
+                remove_images([unsigned_name(big), unsigned_name(changed)])
+            cache = Path(scratch) / f"cache-{round_}"
+            colds.append(gsc_build(big, cache, config))
+            warms.append(gsc_build(changed, cache, config))
+    cold = dataclasses.replace(median(colds), name=BUILD_COLD)
+    warm = dataclasses.replace(median(warms), name=BUILD_WARM)
     # The engine's own time to commit what GSC adds to the image: the same
     # tree, copied from the image GSC made onto the application image.
     added_tree = (
@@ -483,6 +506,7 @@ def main(argv: list[str]) -> int:
     if arguments.child:
         child(arguments.child, arguments.image, arguments.cache)
         return 0
+    repeat = arguments.repeat
     size, count = parse_size(arguments.size), arguments.files
     print(f"machine: {machine()}", flush=True)
     print(f"building the test image ({size / 1e9:.1f} GB, {count} files)", flush=True)
@@ -490,7 +514,8 @@ def main(argv: list[str]) -> int:
     print(f"built in {seconds:.0f} s", flush=True)
     try:
         total, files = image_bytes(connect(), big)
-        results = measure(big, changed, total) + whole_builds(big, changed)
+        results = measure(big, changed, total, repeat)
+        results += whole_builds(big, changed, repeat)
         print_table(results, total, files)
     finally:
         if arguments.keep:
@@ -500,11 +525,27 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def positive_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return count
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="2G", help="bytes of generated files")
     parser.add_argument("--files", type=int, default=100_000, help="generated files")
     parser.add_argument("--keep", action="store_true", help="keep the images")
+    parser.add_argument(
+        "--repeat",
+        type=positive_count,
+        default=3,
+        help="runs of each measurement; the median is shown (default 3)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
