@@ -382,7 +382,8 @@ def gsc_build(image: str, cache: Path, config: Path) -> Result:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise subprocess.CalledProcessError(process.returncode, process.args)
-    MADE.append(unsigned_name(image))
+    if unsigned_name(image) not in MADE:
+        MADE.append(unsigned_name(image))
     return Result("", seconds, peak_rss_mb=usage.ru_maxrss / 1024)
 
 

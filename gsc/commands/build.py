@@ -10,6 +10,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,9 @@ def _plan(
     _warn_unsafe(manifest, options, ui)
     _summarize(manifest, final_fs, distro_name(app_fs), ui)
     entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
+    # The image's files are freed before the manifest's text is written, and
+    # the text takes their memory instead of more.
+    del app_fs, final_fs
     return Plan(
         config=app,
         runtime=runtime,
@@ -466,9 +470,20 @@ def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
     app_files = context / "app_files"
     app_files.mkdir()
     manifest = app_files / "entrypoint.manifest"
-    manifest.write_text(plan.manifest_text, "utf-8")
+    with manifest.open("wb") as file:
+        file.writelines(_utf8_pieces(plan.manifest_text))
     # The image keeps the mode the file has here, which the umask must not set.
     manifest.chmod(0o644)
+
+
+# The manifest of a large image lists 100,000 files or more in tens of MB:
+# encoded a piece at a time, it is never held a second time whole as bytes.
+_PIECE = 1 << 20
+
+
+def _utf8_pieces(text: str) -> Iterator[bytes]:
+    for start in range(0, len(text), _PIECE):
+        yield text[start : start + _PIECE].encode("utf-8")
 
 
 def _check_empty(target: Path) -> None:
@@ -485,14 +500,16 @@ def _copy_context(context: Path, target: Path) -> None:
 
 def labels(plan: Plan, options: BuildOptions) -> dict[str, str]:
     """The labels that record how the unsigned image was made."""
-    digest = hashlib.sha256(plan.manifest_text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256()
+    for piece in _utf8_pieces(plan.manifest_text):
+        digest.update(piece)
     return {
         LABEL + "version": __version__,
         LABEL + "source-image": plan.config.id,
         LABEL + "source-name": plan.config.name,
         LABEL + "gramine-image": plan.runtime.image_id,
         LABEL + "gramine-name": plan.runtime.name,
-        LABEL + "manifest-sha256": digest,
+        LABEL + "manifest-sha256": digest.hexdigest(),
         LABEL + "manifest": MANIFEST_PATH,
         LABEL + "pkglibdir": plan.runtime.pkglibdir,
         LABEL + "direct": json.dumps(options.linux),

@@ -3,6 +3,8 @@ the files in expected/, and the rest of its build context."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from gsc.commands.build import (
     BuildOptions,
     Plan,
     _write_context,
+    labels,
     render_dockerfile,
     runtime_roots,
 )
@@ -109,3 +112,21 @@ def test_the_manifest_is_readable_by_all_whatever_the_umask(tmp_path: Path) -> N
 
     manifest = tmp_path / "app_files" / "entrypoint.manifest"
     assert manifest.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_long_manifest_is_written_and_labelled_byte_for_byte(tmp_path: Path) -> None:
+    # Several of the pieces the text is encoded in, with characters of two,
+    # three and four bytes in UTF-8 lying across the pieces' edges.
+    line = '[[sgx.trusted_files]]\nuri = "file:/app/d\u00e9j\u00e0-\u6587-\U0001f600"\n'
+    text = line * (3 * (1 << 20) // len(line) + 7)
+    long_plan = dataclasses.replace(
+        plan("/gramine", [LAUNCHER], []), manifest_text=text
+    )
+    options = BuildOptions(image="app", manifest=None)
+
+    _write_context(tmp_path, long_plan, options)
+
+    written = (tmp_path / "app_files" / "entrypoint.manifest").read_bytes()
+    assert written == text.encode("utf-8")
+    digest = hashlib.sha256(written).hexdigest()
+    assert labels(long_plan, options)["gsc.manifest-sha256"] == digest
