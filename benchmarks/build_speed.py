@@ -129,6 +129,7 @@ class Result:
     peak_rss_mb: float = 0.0
     files_hashed: int = -1
     note: str = ""
+    spread: tuple[float, float] | None = None  # fastest and slowest of the runs
 
 
 def parse_size(text: str) -> int:
@@ -330,7 +331,8 @@ def image_bytes(engine: Engine, image: str) -> tuple[int, int]:
 def median(results: list[Result]) -> Result:
     """The result of the median time (the lower of the two middle ones)."""
     ordered = sorted(results, key=lambda result: result.seconds)
-    return ordered[(len(ordered) - 1) // 2]
+    spread = (ordered[0].seconds, ordered[-1].seconds)
+    return dataclasses.replace(ordered[(len(ordered) - 1) // 2], spread=spread)
 
 
 def repeated(measurement: Callable[[], Result], repeat: int) -> Result:
@@ -456,7 +458,7 @@ def print_table(results: list[Result], total: int, files: int) -> None:
     floor = by_name[floor_name].seconds
     header = (
         f"{'measurement':<44} {'s':>7} {'MB/s':>7} {'x floor':>8}"
-        f" {'RSS MB':>7} {'hashed':>7}"
+        f" {'RSS MB':>7} {'hashed':>7}  {'runs from-to s':<14}"
     )
     print(header)
     print("-" * len(header))
@@ -467,9 +469,10 @@ def print_table(results: list[Result], total: int, files: int) -> None:
         rate = total / result.seconds / 1e6
         rss = f"{result.peak_rss_mb:.0f}" if result.peak_rss_mb else "-"
         hashed = str(result.files_hashed) if result.files_hashed >= 0 else "-"
+        spread = "{:.2f}-{:.2f}".format(*result.spread) if result.spread else "-"
         print(
             f"{result.name:<44} {result.seconds:>7.2f} {rate:>7.0f}"
-            f" {result.seconds / floor:>8.2f} {rss:>7} {hashed:>7}"
+            f" {result.seconds / floor:>8.2f} {rss:>7} {hashed:>7}  {spread}"
         )
     original = by_name[ORIGINAL].seconds
     print(f"\nimage: {total / 1e6:.0f} MB in {files} regular files")
