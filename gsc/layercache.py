@@ -40,7 +40,7 @@ import sys
 import tempfile
 import zlib
 from binascii import a2b_base64
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,14 @@ def encode(
     """The bytes of the cache entry of `layer`."""
     # The rules go in the payload, so that its checksum covers them.
     document = {"hash_rules": hash_rules, **_layer_document(layer)}
-    body = json.dumps(document, separators=(",", ":"))
-    payload = zlib.compress(body.encode("ascii"), _COMPRESSION)
+    compressor = zlib.compressobj(_COMPRESSION)
+    compressed = [
+        compressor.compress(piece[start : start + _PIECE].encode("ascii"))
+        for piece in _json_pieces(document)
+        for start in range(0, len(piece), _PIECE)
+    ]
+    compressed.append(compressor.flush())
+    payload = b"".join(compressed)
     header = {
         "diff_id": diff_id,
         "tar_size": fingerprint.size,
@@ -142,19 +148,47 @@ def encode(
     return _MAGIC + json.dumps(header).encode("ascii") + b"\n" + payload
 
 
+# A layer of many files makes tens of MB of JSON. It is made a column at a
+# time and compressed a megabyte at a time, never whole, nor as bytes.
+_PIECE = 1 << 20
+
+
+def _json_pieces(value: Any) -> Iterator[str]:
+    """The compact JSON text of `value` (as json.dumps writes it with the
+    separators "," and ":"), each list or string of its tables written
+    separately."""
+    if not isinstance(value, dict):
+        yield json.dumps(value, separators=(",", ":"))
+        return
+    separator = "{"
+    for key, item in value.items():
+        yield f"{separator}{json.dumps(key)}:"
+        yield from _json_pieces(item)
+        separator = ","
+    yield "}" if value else "{}"
+
+
 def decode(data: bytes, diff_id: str) -> CachedLayer:
     """The layer in a cache entry; ValueError if it is no sound entry of `diff_id`."""
     if not data.startswith(_MAGIC):
         raise ValueError("not a layer cache entry of this format")
-    header_line, _, payload = data[len(_MAGIC) :].partition(b"\n")
-    header = json.loads(header_line)
+    # The payload is looked at where it lies, not copied; its text is made
+    # a string before it is parsed, so that the bytes and the string are not
+    # both held while the document grows.
+    end = data.find(b"\n", len(_MAGIC))
+    if end < 0:
+        raise ValueError("no header line")
+    header = json.loads(data[len(_MAGIC) : end])
+    payload = memoryview(data)[end + 1 :]
     if header["diff_id"] != diff_id:
         raise ValueError("the entry of another layer")
     if header["payload_size"] != len(payload):
         raise ValueError("truncated")
     if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
         raise ValueError("corrupted")
-    document = json.loads(zlib.decompress(payload))
+    text = zlib.decompress(payload).decode("ascii")
+    document = json.loads(text)
+    del text
     fingerprint = Fingerprint(int(header["tar_size"]), str(header["tar_head_sha256"]))
     hash_rules = document.get("hash_rules", "")
     if type(hash_rules) is not str:

@@ -136,22 +136,33 @@ def _toml_text(manifest: Manifest) -> str:
     if not isinstance(sgx, dict):
         return tomli_w.dumps(manifest)
     stand_ins: dict[str, Any] = {}
-    replacements: list[tuple[str, str]] = []
+    replacements: list[tuple[str, list[str]]] = []
     for key in _FILE_LISTS:
         entries = sgx.get(key)
         written = _write_file_list(key, entries) if type(entries) is list else None
         if written is not None:
-            stand_ins[key], stand_in_text, text = written
-            replacements.append((stand_in_text, text))
+            stand_ins[key], stand_in_text, pieces = written
+            replacements.append((stand_in_text, pieces))
     text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
-    for stand_in_text, list_text in replacements:
-        before, _, after = text.partition(stand_in_text)
-        text = "".join([before, list_text, after])
-    return text
+    # The whole text is joined once, from pieces that are mostly strings of
+    # the manifest itself: no copy of a list's text is made on the way.
+    located = sorted(
+        (text.index(stand_in_text), stand_in_text, pieces)
+        for stand_in_text, pieces in replacements
+    )
+    parts: list[str] = []
+    start = 0
+    for at, stand_in_text, pieces in located:
+        parts.append(text[start:at])
+        parts += pieces
+        start = at + len(stand_in_text)
+    parts.append(text[start:])
+    return "".join(parts)
 
 
-def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | None:
-    """A stand-in for the file list `sgx.<key>`, its text, and the list's text.
+def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, list[str]] | None:
+    """A stand-in for the file list `sgx.<key>`, its text, and the pieces of
+    the list's text.
 
     None when the list holds anything but strings and tables of strings.
     """
@@ -162,9 +173,9 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
     header = f"[[sgx.{key}]]\n"
     stand_in: Any = [{"gsc": marker}]
     stand_in_text = f"{header}gsc = {_toml_string(marker)}\n"
-    text = _write_hashed_files(header, entries)
-    if text is not None:
-        return stand_in, stand_in_text, text
+    pieces = _write_hashed_files(header, entries)
+    if pieces is not None:
+        return stand_in, stand_in_text, pieces
     if entries and all(type(entry) is dict for entry in entries):
         tables = _write_tables(entries)
         if tables is None:
@@ -172,12 +183,12 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, str] | Non
         inline = (f"    {_inline_table(lines)}," for lines in tables)
         if any(len(line) > _INLINE_LIMIT for line in inline):
             text = "\n".join(header + lines for lines in tables)
-            return stand_in, stand_in_text, text
+            return stand_in, stand_in_text, [text]
     items = [_write_inline(entry) for entry in entries]
     if None in items:
         return None
     text = "".join(f"    {item},\n" for item in items)
-    return marker, _toml_string(marker), f"[\n{text}]" if text else "[]"
+    return marker, _toml_string(marker), [f"[\n{text}]" if text else "[]"]
 
 
 def _write_tables(entries: list[Any]) -> list[str] | None:
@@ -191,22 +202,34 @@ def _write_tables(entries: list[Any]) -> list[str] | None:
     return tables
 
 
-def _write_hashed_files(header: str, entries: list[Any]) -> str | None:
+def _write_hashed_files(header: str, entries: list[Any]) -> list[str] | None:
     """The text of a list of hashed files (see _hashed_files) written at once,
-    out of line; None if a string in it needs escapes, or if tomli-w would
-    write the list inline (never with a SHA-256 in each table)."""
+    out of line, in pieces to be joined; None if a string in it needs
+    escapes, or if tomli-w would write the list inline (never with a SHA-256
+    in each table)."""
     found = _hashed_files(entries)
-    if not found or _TOML_ESCAPED.search("".join(found[0] + found[1])) is not None:
+    if not found:
         return None
     uris, hashes = found
+    if any(_TOML_ESCAPED.search("".join(strings)) for strings in found):
+        return None
     inline = (
         f'    {{ uri = "{u}", sha256 = "{h}" }},'
         for u, h in zip(uris, hashes, strict=True)
     )
     if not any(len(line) > _INLINE_LIMIT for line in inline):
         return None
-    tables = zip(uris, hashes, strict=True)
-    return "\n".join([f'{header}uri = "{u}"\nsha256 = "{h}"\n' for u, h in tables])
+    # Each table is `header`uri = "U"\nsha256 = "H"\n, with an empty line
+    # between two tables. The pieces are the URIs and hashes themselves and
+    # the same few strings between them: a few pointers for each file, where
+    # a string for each table would take a copy of all of its text.
+    pieces = ['"\nsha256 = "'] * (4 * len(uris))
+    pieces[0::4] = uris
+    pieces[2::4] = hashes
+    pieces[3::4] = ['"\n\n' + header + 'uri = "'] * len(uris)
+    pieces[0] = f'{header}uri = "{uris[0]}'
+    pieces[-1] = '"\n'
+    return pieces
 
 
 def _hashed_files(entries: Any) -> tuple[list[str], list[str]] | None:
@@ -952,13 +975,22 @@ def _all_writable(manifest: Manifest) -> bool:
     strings: list[str] = []
     if not _gather_strings(manifest, strings):
         return False
-    try:
-        text = "".join(strings)
-    except TypeError:  # a key that is not a string
-        return False
-    if text.isascii():  # known without reading the text: it has no surrogate
-        return "\0" not in text
-    return _UNWRITABLE_CHARACTER.search(text) is None
+    # A few thousand at a time, so that a large image's file list is not
+    # copied whole into one more string.
+    for start in range(0, len(strings), _STRINGS_AT_ONCE):
+        try:
+            text = "".join(strings[start : start + _STRINGS_AT_ONCE])
+        except TypeError:  # a key that is not a string
+            return False
+        if text.isascii():  # known without reading: it has no surrogate
+            if "\0" in text:
+                return False
+        elif _UNWRITABLE_CHARACTER.search(text) is not None:
+            return False
+    return True
+
+
+_STRINGS_AT_ONCE = 4096
 
 
 def _gather_strings(value: Any, strings: list[str]) -> bool:

@@ -420,6 +420,40 @@ def test_round_trip_of_an_empty_layer() -> None:
     assert cached.layer == layer
 
 
+def test_round_trip_of_a_layer_whose_json_is_several_megabytes() -> None:
+    # The payload is written a column at a time and compressed a megabyte
+    # at a time; what it holds is the compact JSON of the whole document.
+    layer = Layer(
+        entries=tuple(
+            Entry(
+                f"/usr/lib/caf\u00e9/module-{n:06}.py",
+                "file",
+                0o644,
+                n % 7,
+                n % 5,
+                n,
+                sha256=sha(str(n).encode()),
+                head=b"\x7fELF" if n % 1000 == 0 else b"",
+            )
+            for n in range(40_000)
+        ),
+        deleted=("/gone",),
+        contents={"/etc/passwd": b"root\n"},
+    )
+    diff_id = "sha256:" + "c" * 64
+
+    data = encode(diff_id, layer, Fingerprint(1, ""), "sha256:" + "r" * 64)
+
+    payload = data.split(b"\n", 2)[2]
+    body = zlib.decompress(payload)
+    assert len(body) > 3 << 20
+    document = json.loads(body)
+    assert body == json.dumps(document, separators=(",", ":")).encode("ascii")
+    cached = decode(data, diff_id)
+    assert cached.layer == layer
+    assert cached.hash_rules == "sha256:" + "r" * 64
+
+
 def test_what_is_no_diff_id_is_never_kept(tmp_path: Path) -> None:
     cache = LayerCache(tmp_path)
 
@@ -602,5 +636,46 @@ def test_a_checksummed_entry_of_the_wrong_shape_is_ignored(
     assert decode(untouched, saved.diff_ids[0]).layer.entries
 
     path.write_bytes(_forged(path.read_bytes(), change))
+
+    assert cache.load(saved.diff_ids[0]) is None
+
+
+def _with_body(data: bytes, body: bytes) -> bytes:
+    """An entry with this payload body, under a sound checksum."""
+    magic, header_line, _ = data.split(b"\n", 2)
+    payload = zlib.compress(body)
+    header = json.loads(header_line)
+    header["payload_size"] = len(payload)
+    header["payload_sha256"] = sha(payload)
+    return b"\n".join([magic, json.dumps(header).encode(), payload])
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        # GSC writes its JSON in ASCII; a body in UTF-8 is not one of its own.
+        lambda data, document: _with_body(
+            data, json.dumps(document, ensure_ascii=False).encode("utf-8")
+        ),
+        lambda data, document: _with_body(
+            data, b"\xff" + json.dumps(document).encode()
+        ),
+        lambda data, document: b"\n".join(data.split(b"\n", 2)[:1]) + b"\n",
+        lambda data, document: b"\n".join(data.split(b"\n", 2)[:2]),
+    ],
+    ids=["utf-8-body", "not-text", "magic-only", "header-unended"],
+)
+def test_a_checksummed_entry_that_is_not_ascii_json_is_ignored(
+    cache: LayerCache, forge: Callable[[bytes, dict[str, Any]], bytes]
+) -> None:
+    saved = image()
+    read(saved, cache)
+    path = _only_entry(cache, saved)
+    data = path.read_bytes()
+    document = json.loads(zlib.decompress(data.split(b"\n", 2)[2]))
+    document["entries"]["path"][0] += "/caf\u00e9"
+    assert decode(_with_body(data, json.dumps(document).encode()), saved.diff_ids[0])
+
+    path.write_bytes(forge(data, document))
 
     assert cache.load(saved.diff_ids[0]) is None

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import tomli_w
+import tomllib
 
 from gsc.errors import GscError, ManifestError
 from gsc.manifest import (
@@ -1029,6 +1030,39 @@ def test_validate_rejects(
     text = message(error)
     assert text.startswith(f"manifest key '{key}': "), text
     assert problem in text
+
+
+@pytest.mark.parametrize(
+    ("bad_uri", "problem"),
+    [("file:/a\0b", "contains a NUL character"), ("file:/\udce9", "lone surrogate")],
+)
+@pytest.mark.parametrize("at", [0, 4095, 4096, 9999])
+def test_a_bad_string_anywhere_in_a_long_file_list_is_found(
+    bad_uri: str, problem: str, at: int
+) -> None:
+    # The strings are checked some thousands at a time: a problem in the
+    # first batch, in a later one or in the last one is found.
+    manifest = generated()
+    manifest["sgx"]["trusted_files"] = [
+        {"uri": f"file:/lib/caf\u00e9-{i}", "sha256": sha(str(i))}
+        for i in range(10_000)
+    ]
+    manifest["sgx"]["trusted_files"][at]["uri"] = bad_uri
+    with pytest.raises(ManifestError) as error:
+        validate(manifest)
+    text = message(error)
+    assert text.startswith(f"manifest key 'sgx.trusted_files[{at}].uri': "), text
+    assert problem in text
+
+
+def test_a_long_file_list_of_sound_strings_passes() -> None:
+    manifest = generated()
+    manifest["sgx"]["trusted_files"] = [
+        {"uri": f"file:/lib/caf\u00e9-\U0001f600-{i}", "sha256": sha(str(i))}
+        for i in range(10_000)
+    ]
+    validate(manifest)
+    assert tomllib.loads(dumps(manifest)) == manifest
 
 
 def test_bad_manifest_cases_are_distinct() -> None:
