@@ -97,17 +97,24 @@ def check_program_trusted(manifest: Manifest, command: Command, fs: FileSystem) 
     directory GSC never trusts, or by being unreadable by the image's user)
     would stop the enclave at start; say so at build time instead.
     """
-    sgx = manifest.get("sgx") or {}
-    trusted = {
-        item.get("uri") if isinstance(item, dict) else item
-        for item in sgx.get("trusted_files") or []
-    }
+    sgx = manifest.get("sgx")
+    if not isinstance(sgx, dict):
+        sgx = {}
+    paths = (command.program, *(fs.resolve(s) for s in command.scripts))
+    # Only the few URIs asked about are looked for: the list holds one entry
+    # for every file of the image.
+    wanted = {f"file:{path}" for path in paths}
+    trusted = set()
+    for item in _list(sgx.get("trusted_files")):
+        uri = item.get("uri") if isinstance(item, dict) else item
+        if isinstance(uri, str) and uri in wanted:
+            trusted.add(uri)
     allowed = [
         uri[len("file:") :]
-        for uri in sgx.get("allowed_files") or []
+        for uri in _list(sgx.get("allowed_files"))
         if isinstance(uri, str) and uri.startswith("file:")
     ]
-    for path in (command.program, *(fs.resolve(s) for s in command.scripts)):
+    for path in paths:
         if f"file:{path}" in trusted or any(_below(path, a) for a in allowed):
             continue
         raise ManifestError(
@@ -115,6 +122,10 @@ def check_program_trusted(manifest: Manifest, command: Command, fs: FileSystem) 
             " directory GSC never trusts, or unreadable by the image's user);"
             f" trust it with --trusted {path}"
         )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _below(path: str, allowed: str) -> bool:

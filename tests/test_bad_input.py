@@ -79,6 +79,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     write("dir-no-slash.toml", '[sgx]\ntrusted_files = ["file:/app"]\n')
     write("insecure-key.toml", "[loader]\ninsecure__no_such = true\n")
+    write("sgx-not-table.toml", "sgx = 1\n")
+    write("trusted-not-list.toml", "[sgx]\ntrusted_files = 1\n")
+    write("allowed-not-list.toml", '[sgx]\nallowed_files = "file:/tmp/"\n')
+    write("trusted-uri-list.toml", '[sgx]\ntrusted_files = [{uri = ["file:/a"]}]\n')
     (root / "latin1.toml").write_bytes(b'[loader.env]\nNAME = "caf\xe9"\n')
     write("config-bad.yaml", "Gramine: [unclosed\n")
     write("config-unknown.yaml", "Gramine:\n  Image: x\nColour: blue\n")
@@ -184,6 +188,18 @@ CASES = {
         build(manifest="insecure-key.toml"), "loader.insecure__no_such"
     ),
     "manifest-not-utf8": Case(build(manifest="latin1.toml"), "UTF-8"),
+    "manifest-sgx-not-table": Case(
+        build(manifest="sgx-not-table.toml"), "manifest key 'sgx'"
+    ),
+    "manifest-trusted-not-list": Case(
+        build(manifest="trusted-not-list.toml"), "'sgx.trusted_files'"
+    ),
+    "manifest-allowed-not-list": Case(
+        build(manifest="allowed-not-list.toml"), "'sgx.allowed_files'"
+    ),
+    "manifest-trusted-uri-list": Case(
+        build(manifest="trusted-uri-list.toml"), "'sgx.trusted_files[0].uri'"
+    ),
     "manifest-missing": Case(build(manifest="none.toml"), "none.toml"),
     # images
     "image-unknown": Case(("build", "-c", CONFIG, "gsc-test/no-such-image"), "no-such"),

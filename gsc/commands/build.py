@@ -260,8 +260,8 @@ def _plan(
         user_trusted_files(user_manifest, final_fs),
     )
     del selection  # a dict of every trusted file, no longer needed
-    check_program_trusted(manifest, command, final_fs)
     validate_manifest(manifest)
+    check_program_trusted(manifest, command, final_fs)
     _warn_unsafe(manifest, options, ui)
     _summarize(manifest, final_fs, distro_name(app_fs), ui)
     entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
@@ -340,8 +340,12 @@ def _layer_directories(engine: Engine, app_attrs: dict[str, Any]) -> list[Path] 
 def _choices(
     user_manifest: Manifest, app: ImageConfig, extras: Extras, ui: Ui
 ) -> Choices:
-    sgx = user_manifest.get("sgx") or {}
-    allowed = frozenset(_paths(sgx.get("allowed_files") or []))
+    # Read before the manifest is checked: a value of the wrong type counts
+    # as none here, and validate() reports it with its key.
+    sgx = user_manifest.get("sgx")
+    if not isinstance(sgx, dict):
+        sgx = {}
+    allowed = frozenset(_paths(sgx.get("allowed_files")))
     for path in sorted(allowed):
         ui.warn(f"{path} is allowed: the enclave reads and writes it unchecked")
     for volume in unhandled_volumes(app.volumes, extras):
@@ -352,15 +356,17 @@ def _choices(
         )
     return Choices(
         allowed=allowed,
-        trusted=frozenset(_paths(sgx.get("trusted_files") or [])),
+        trusted=frozenset(_paths(sgx.get("trusted_files"))),
         exclude=extras.exclude,
         run_time_dirs=(*app.volumes, *extras.volume_paths),
     )
 
 
-def _paths(uris: list[Any]) -> list[str]:
-    """The paths of `file:` URIs (a directory keeps its trailing '/')."""
-    found = []
+def _paths(uris: Any) -> list[str]:
+    """The paths of a list's `file:` URIs (a directory keeps its trailing '/')."""
+    found: list[str] = []
+    if not isinstance(uris, list):
+        return found
     for item in uris:
         uri = item.get("uri") if isinstance(item, dict) else item
         if isinstance(uri, str) and uri.startswith("file:/"):
