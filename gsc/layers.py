@@ -381,8 +381,10 @@ class _Reading:
                 )
         hash_files(self._pool, walks.values())
         self._pool.wait()
-        for diff_id, walk in walks.items():
-            layer = layer_of(walk.records())
+        for diff_id in list(walks):
+            # A walk holds a host path and a worker's part for each file: it
+            # is let go as soon as its layer is built, before the next one.
+            layer = layer_of(walks.pop(diff_id).records())
             if self._cache is not None:
                 self._cache.store(diff_id, layer, NO_FINGERPRINT, self._hash_rules)
             self._cached[diff_id] = CachedLayer(diff_id, layer, NO_FINGERPRINT)

@@ -302,6 +302,9 @@ def _toml_escape(match: re.Match[str]) -> str:
 def merge(generated: Manifest, user: Manifest) -> Manifest:
     """Merge the user's manifest into the generated one; neither input is changed.
 
+    The result may hold the inputs' own `{uri, sha256}` tables of trusted
+    files (there is one for every file of the image): change them in none.
+
     1. Tables merge key by key, recursively. Any other value given on both
        sides is taken from the user's manifest: the user is explicit.
     2. `loader.env.PATH`, `LD_LIBRARY_PATH` and `LD_PRELOAD`, when the user
@@ -486,9 +489,14 @@ def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list
     # every file of the image, twice when the user lists trusted files too.
     found = _hashed_files(entries)
     if found is not None and len(set(found[0])) == len(found[0]):
-        # Each URI once, each with a hash: nothing to combine.
-        pairs = zip(*found, strict=True)
-        return [{"uri": u, "sha256": h} for u, h in pairs if u not in excluded]
+        # Each URI once, each with a hash: nothing to combine, and each table
+        # already in normal form. The tables are taken, not copied: a large
+        # image has one for every file, and copies would be held beside them
+        # for the rest of the merge.
+        if not excluded:
+            return list(entries)
+        uris = found[0]
+        return [e for e, u in zip(entries, uris, strict=True) if u not in excluded]
     hashes: dict[str, str | None] = {}
     slots: list[str | Any] = []
     malformed: list[Any] = []
