@@ -579,10 +579,15 @@ def test_entry_holds_the_executable_heads_and_kept_files_but_no_other_content(
 
 def _forged(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
     """An entry whose document is changed by `change`, with a sound checksum."""
-    magic, header_line, payload = data.split(b"\n", 2)
-    document = json.loads(zlib.decompress(payload))
+    document = json.loads(zlib.decompress(data.split(b"\n", 2)[2]))
     change(document)
-    payload = zlib.compress(json.dumps(document).encode())
+    return _with_body(data, json.dumps(document).encode())
+
+
+def _with_body(data: bytes, body: bytes) -> bytes:
+    """An entry with this payload body, under a sound checksum."""
+    magic, header_line, _ = data.split(b"\n", 2)
+    payload = zlib.compress(body)
     header = json.loads(header_line)
     header["payload_size"] = len(payload)
     header["payload_sha256"] = sha(payload)
@@ -638,16 +643,6 @@ def test_a_checksummed_entry_of_the_wrong_shape_is_ignored(
     path.write_bytes(_forged(path.read_bytes(), change))
 
     assert cache.load(saved.diff_ids[0]) is None
-
-
-def _with_body(data: bytes, body: bytes) -> bytes:
-    """An entry with this payload body, under a sound checksum."""
-    magic, header_line, _ = data.split(b"\n", 2)
-    payload = zlib.compress(body)
-    header = json.loads(header_line)
-    header["payload_size"] = len(payload)
-    header["payload_sha256"] = sha(payload)
-    return b"\n".join([magic, json.dumps(header).encode(), payload])
 
 
 @pytest.mark.parametrize(
