@@ -12,8 +12,9 @@ records, it times:
 
 - the floor: SHA-256 over the same number of bytes in memory, and reading
   every regular file in the image's layer directories in the engine's
-  storage while hashing it, on one core and on all (this needs root and
-  Docker's overlay2 driver, as GSC's own reading of those directories does);
+  storage while hashing it: on one core, on a thread per core, and on a
+  process per core fed as the walk goes (this needs root and Docker's
+  overlay2 driver, as GSC's own reading of those directories does);
 - the engine alone: reading its export and save streams, hashing nothing;
 - the readers GSC has: the export stream with the hash pool, the saved
   layers (what it reads on engines whose storage it cannot read), and the
@@ -49,8 +50,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,17 +214,25 @@ def peak_rss_kb() -> int:
 
 def _storage_files(engine: Engine, image: str) -> list[str]:
     """The regular files in the image's layer directories in the engine's storage."""
+    return [path for batch in _storage_batches(engine, image) for path in batch]
+
+
+def _storage_batches(engine: Engine, image: str) -> Iterator[list[str]]:
+    """The same files, 64 at a time, as the walk finds them."""
     directories = layer_directories(engine.inspect_image(image), engine.info())
     if directories is None:
         raise SystemExit("the engine's layer directories cannot be read here")
-    files = []
+    batch = []
     for directory in directories:
         for top, _, names in os.walk(directory):
             for name in names:
                 path = os.path.join(top, name)
                 if stat.S_ISREG(os.lstat(path).st_mode):
-                    files.append(path)
-    return files
+                    batch.append(path)
+                if len(batch) == 64:
+                    yield batch
+                    batch = []
+    yield batch
 
 
 def _hash_files(paths: list[str]) -> int:
@@ -239,11 +248,18 @@ def _storage_one_core(engine: Engine, image: str, cache: str | None) -> int:
     return _hash_files(_storage_files(engine, image))
 
 
-def _storage_all_cores(engine: Engine, image: str, cache: str | None) -> int:
+def _storage_threads(engine: Engine, image: str, cache: str | None) -> int:
     files = _storage_files(engine, image)
     batches = [files[n : n + 64] for n in range(0, len(files), 64)]
     with ThreadPoolExecutor(os.cpu_count()) as workers:
         return sum(workers.map(_hash_files, batches))
+
+
+def _storage_all_cores(engine: Engine, image: str, cache: str | None) -> int:
+    # A process per core, each with an interpreter lock of its own, reads
+    # the batches while the walk goes on: as gsc build reads a large image.
+    with ProcessPoolExecutor(os.cpu_count()) as workers:
+        return sum(workers.map(_hash_files, _storage_batches(engine, image)))
 
 
 def _export_stream(engine: Engine, image: str, cache: str | None) -> int:
@@ -289,6 +305,7 @@ def _layers(engine: Engine, image: str, cache: str | None) -> int:
 
 
 FLOOR_ONE = "floor: storage files + SHA-256, 1 core"
+FLOOR_THREADS = "floor: storage files + SHA-256, threads"
 FLOOR = "floor: storage files + SHA-256, all cores"
 COLD = "layer directories, cold (empty cache)"
 WARM = "layer directories, warm (top layer changed)"
@@ -296,6 +313,7 @@ SAME = "layer directories, warm (same image)"
 ORIGINAL = "original: RUN step walking and hashing"
 CHILD_MEASURES: dict[str, Callable[[Engine, str, str | None], int]] = {
     FLOOR_ONE: _storage_one_core,
+    FLOOR_THREADS: _storage_threads,
     FLOOR: _storage_all_cores,
     "engine alone: export stream, read only": _export_stream,
     "engine alone: save stream, read only": _save_stream,
@@ -479,9 +497,11 @@ BUILD_WARM = "gsc build -L, warm (top layer changed)"
 
 def print_table(results: list[Result], total: int, files: int) -> None:
     by_name = {result.name: result for result in results}
-    # The faster of the two: threads do not always win when the engine
-    # needs the same cores to make the stream.
-    floor_name = min((FLOOR_ONE, FLOOR), key=lambda name: by_name[name].seconds)
+    # The fastest way: more cores do not always win, when the engine needs
+    # them too or the interpreter lock is what they wait for.
+    floor_name = min(
+        (FLOOR_ONE, FLOOR_THREADS, FLOOR), key=lambda name: by_name[name].seconds
+    )
     floor = by_name[floor_name].seconds
     header = (
         f"{'measurement':<44} {'s':>7} {'MB/s':>7} {'x floor':>8}"
@@ -510,7 +530,8 @@ def print_table(results: list[Result], total: int, files: int) -> None:
         cold = by_name[BUILD_COLD].seconds
         ratio = by_name[BUILD_WARM].seconds / cold
         print(f"gsc build warm / cold: {ratio:.2f} (target below 0.10)")
-        target = 1.5 * by_name[FLOOR].seconds + by_name[COMMIT].seconds
+        all_cores = min(by_name[FLOOR].seconds, by_name[FLOOR_THREADS].seconds)
+        target = 1.5 * all_cores + by_name[COMMIT].seconds
         print(
             f"gsc build cold: {cold:.2f} s; target 1.5 x all-cores floor + commit"
             f" = {target:.2f} s ({cold / target:.2f} of it)"

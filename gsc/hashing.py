@@ -13,9 +13,12 @@ over and not yet hashed never exceed the pool's budget: the reader waits.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import queue
+import subprocess
+import sys
 import tarfile
 import threading
 from collections import deque
@@ -25,6 +28,7 @@ from types import TracebackType
 from typing import IO, Literal, NamedTuple, Protocol, cast
 
 from gsc.errors import GscError, ImageError
+from gsc.hashworker import FileChanged, hash_file
 from gsc.image import (
     HEAD_SIZE,
     KEPT_FILES,
@@ -39,6 +43,9 @@ DEFAULT_BUDGET = 64 << 20
 DEFAULT_CHUNK = 1 << 20
 # Files smaller than this are hashed by the reader itself.
 DEFAULT_INLINE_LIMIT = 256 << 10
+# Files on the host are read by worker processes (`gsc.hashworker`) once
+# this many have been handed over; fewer are not worth starting them for.
+DEFAULT_PROCESSES_AFTER = 2000
 # tarfile copies what is left of its buffer on every read: keep it small.
 _TAR_BUFFER = 16 << 10
 WHITEOUT = ".wh."
@@ -150,6 +157,10 @@ class _DiskBatch:
 
     def run(self, pool: HashPool) -> None:
         try:
+            process = pool._worker_process()
+            if process is not None:
+                process.hash(self._files, pool.chunk)
+                return
             for file in self._files:
                 _hash_disk_file(file, pool.chunk)
         finally:
@@ -157,24 +168,62 @@ class _DiskBatch:
 
 
 def _hash_disk_file(file: DiskFile, chunk: int) -> None:
-    digest = hashlib.sha256()
-    read = 0
     try:
-        with open(file.path, "rb", buffering=0) as source:
-            while block := source.read(chunk):
-                if read == 0 and file.head_size:
-                    file.head = block[: file.head_size]
-                digest.update(block)
-                read += len(block)
+        file.value, file.head = hash_file(file.path, file.size, file.head_size, chunk)
     except OSError as err:
-        raise ImageError(
-            f"cannot read {file.path} from the engine's storage ({err.strerror or err})"
-        ) from err
-    if read != file.size:
-        raise ImageError(
-            f"{file.path} in the engine's storage changed while it was read"
+        raise _unreadable(file.path, err.strerror or str(err)) from err
+    except FileChanged as err:
+        raise _changed(file.path) from err
+
+
+def _unreadable(path: str, reason: str) -> ImageError:
+    return ImageError(f"cannot read {path} from the engine's storage ({reason})")
+
+
+def _changed(path: str) -> ImageError:
+    return ImageError(f"{path} in the engine's storage changed while it was read")
+
+
+class _WorkerProcess:
+    """A `gsc.hashworker` process, which one worker thread hands its batches to."""
+
+    def __init__(self) -> None:
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        search = [package_root, os.environ.get("PYTHONPATH", "")]
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gsc.hashworker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))},
+            text=True,
+            encoding="ascii",
         )
-    file.value = digest.hexdigest()
+
+    def hash(self, files: list[DiskFile], chunk: int) -> None:
+        """Hash files in the process: only their paths go, only digests come back."""
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        wanted = [(file.path, file.size, file.head_size) for file in files]
+        stdin.write(json.dumps([chunk, wanted]) + "\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"hashing process ended ({self._process.wait()})")
+        found = json.loads(line)
+        if isinstance(found, dict):
+            if "changed" in found:
+                raise _changed(found["changed"])
+            raise _unreadable(*found["unreadable"])
+        for file, (value, head) in zip(files, found, strict=True):
+            file.head = bytes.fromhex(head)
+            file.value = value
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 class HashPool:
@@ -190,6 +239,7 @@ class HashPool:
         budget: int = DEFAULT_BUDGET,
         chunk: int = DEFAULT_CHUNK,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
+        processes_after: int | None = DEFAULT_PROCESSES_AFTER,
     ) -> None:
         self.chunk = chunk
         self.inline_limit = inline_limit
@@ -203,6 +253,10 @@ class HashPool:
         self._condition = threading.Condition()
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         count = (os.cpu_count() or 1) if workers is None else workers
+        self._processes_after = processes_after
+        self._disk_files_handed = 0
+        self._processes: list[_WorkerProcess] = []
+        self._own_process = threading.local()
         self._threads = [
             threading.Thread(target=self._work, name=f"gsc-hash-{n}", daemon=True)
             for n in range(count)
@@ -244,6 +298,7 @@ class HashPool:
         # file at a time: nothing to count against the budget. Waiting for
         # it would leave a worker idle while another hashes a large file.
         self._reserve(0, files=len(files))
+        self._disk_files_handed += len(files)
         self._submit(_DiskBatch(files))
 
     def strand(self) -> Strand:
@@ -266,6 +321,28 @@ class HashPool:
         for thread in self._threads:
             thread.join()
         self._threads = []
+        for process in self._processes:
+            process.close()
+        self._processes = []
+
+    @property
+    def processes_started(self) -> int:
+        """How many worker processes read files on the host."""
+        return len(self._processes)
+
+    def _worker_process(self) -> _WorkerProcess | None:
+        """The calling worker thread's process, once enough files make it worth
+        starting; None to hash in the thread."""
+        own: _WorkerProcess | None = getattr(self._own_process, "process", None)
+        if own is not None or self._processes_after is None:
+            return own
+        if self._disk_files_handed < self._processes_after:
+            return None
+        own = _WorkerProcess()
+        self._own_process.process = own
+        with self._condition:
+            self._processes.append(own)
+        return own
 
     def _reserve(self, size: int, files: int = 0) -> None:
         with self._condition:

@@ -36,13 +36,15 @@ _OPAQUE_ATTRIBUTE = "trusted.overlay.opaque"
 _CHANGING_ATTRIBUTES = frozenset(
     ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 )
-# Files handed to a worker at once, and the bytes that close a batch early.
-# The batches are handed over once the walks of the layers are done: the walk
-# is Python, and a worker's read of a small file needs the interpreter lock
-# several times, so on few cores the two slow each other down more than
-# running one after the other costs (see docs/benchmarks.md).
+# Small files handed to a worker at once, and the bytes that close a batch
+# early. They are handed over as the walk finds them: a large image has the
+# pool read them in processes of its own (`gsc.hashworker`), which leave the
+# walk the interpreter lock.
 _BATCH_FILES = 64
 _BATCH_BYTES = 8 << 20
+# Larger files wait for the end of the walks and are handed over largest
+# first, so that no worker is left alone at the end with a large file.
+_LARGE_FILE = 1 << 20
 
 
 def layer_directories(
@@ -125,12 +127,11 @@ def walk_directory(
 
 
 def hash_files(pool: HashPool, walks: Iterable[LayerWalk]) -> None:
-    """Hand the files of walked layers to `pool`, the largest batches first,
-    so that no worker is left alone at the end with a large file to hash."""
-    batches = [batch for walk in walks for batch in walk.batches]
-    batches.sort(key=lambda batch: sum(file.size for file in batch), reverse=True)
-    for batch in batches:
-        pool.disk_files(batch)
+    """Hand the large files of walked layers to `pool`, the largest first."""
+    large = [file for walk in walks for file in walk.large_files]
+    large.sort(key=lambda file: file.size, reverse=True)
+    for file in large:
+        pool.disk_files([file])
 
 
 class LayerWalk:
@@ -151,8 +152,8 @@ class LayerWalk:
         self._batch: list[DiskFile] = []
         self._batch_bytes = 0
         self._links: dict[tuple[int, int], str] = {}
-        # The files to hash, in batches handed to a worker at once.
-        self.batches: list[list[DiskFile]] = []
+        # The files to hash that are left for `hash_files`.
+        self.large_files: list[DiskFile] = []
 
     def run(self) -> None:
         try:
@@ -213,9 +214,12 @@ class LayerWalk:
         elif executable or self._wants_hash(path):
             file = DiskFile(disk_path, size, HEAD_SIZE if executable else 0)
             self._found.append((path, *owner, file))
+            self._on_bytes(size)
+            if size >= _LARGE_FILE:
+                self.large_files.append(file)
+                return
             self._batch.append(file)
             self._batch_bytes += size
-            self._on_bytes(size)
             if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
                 self._flush()
         else:
@@ -241,7 +245,7 @@ class LayerWalk:
 
     def _flush(self) -> None:
         if self._batch:
-            self.batches.append(self._batch)
+            self._pool.disk_files(self._batch)
         self._batch = []
         self._batch_bytes = 0
 

@@ -187,21 +187,27 @@ def test_a_file_that_changes_size_while_read_is_an_error(tmp_path: Path) -> None
 
 
 class RecordingPool(HashPool):
-    """A real pool that also notes the bytes of each batch handed to it."""
+    """A real pool that also notes the sizes of the files of each batch handed
+    to it."""
 
     def __init__(self, **options: int) -> None:
         super().__init__(**options)
-        self.batch_bytes: list[int] = []
+        self.batches: list[list[int]] = []
 
     def disk_files(self, files: list[DiskFile]) -> None:
-        self.batch_bytes.append(sum(file.size for file in files))
+        self.batches.append([file.size for file in files])
         super().disk_files(files)
 
 
-def test_the_files_of_all_layers_go_to_the_pool_largest_batches_first(
+def test_small_files_go_to_the_pool_during_the_walk_and_large_ones_after(
     tmp_path: Path,
 ) -> None:
-    sizes = {"a": [10, 20], "b": [3_000_000, 5], "c": [1_000] * 70 + [400_000]}
+    sizes = {
+        "a": [10, 20],
+        "b": [3_000_000, 5],
+        "c": [1_000] * 70 + [400_000],
+        "d": [2_000_000],
+    }
     walks = []
     with RecordingPool(workers=2, budget=1 << 20) as pool:
         for name, files in sizes.items():
@@ -210,13 +216,14 @@ def test_the_files_of_all_layers_go_to_the_pool_largest_batches_first(
             for n, size in enumerate(files):
                 (layer / f"f{n:03}").write_bytes(bytes([n % 251]) * size)
             walks.append(walk_directory(layer, everything, pool, lambda n: None))
-        assert pool.batch_bytes == []  # walking hands nothing over
+        during_walk = [size for batch in pool.batches for size in batch]
+        assert sorted(during_walk) == sorted([10, 20, 5, *[1_000] * 70, 400_000])
+        assert max(map(len, pool.batches)) == 64
 
         hash_files(pool, walks)
         pool.wait()
 
-    assert pool.batch_bytes == sorted(pool.batch_bytes, reverse=True)
-    assert sum(pool.batch_bytes) == sum(map(sum, sizes.values()))
+    assert pool.batches[-2:] == [[3_000_000], [2_000_000]]
     # Paths alone wait in the queue: a file larger than the budget holds
     # none of it.
     assert pool.peak_in_flight == 0
