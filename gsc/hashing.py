@@ -23,7 +23,7 @@ import tarfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Literal, NamedTuple, Protocol, cast
 
@@ -607,26 +607,37 @@ def _marker(path: str) -> Record | None:
 
 @dataclass
 class Entries:
-    """Records turned into entries, in tar order, once their digests are known."""
+    """Records turned into entries, in tar order, once their digests are known,
+    with the paths of the whiteouts, opaque directories and hard links."""
 
-    entries: dict[str, Entry]
-    contents: dict[str, bytes]
-    skipped_names: list[str]
+    entries: dict[str, Entry] = field(default_factory=dict)
+    contents: dict[str, bytes] = field(default_factory=dict)
+    skipped_names: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    opaque: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)  # link -> its file
 
 
 def build_entries(records: Iterable[Record]) -> Entries:
     """Entries of the records after `HashPool.wait`; hard links point back.
 
     A hard link becomes a copy of the file it names among the records before
-    it, as `gsc.image.read_filesystem` makes it; whiteouts are left out.
+    it, as `gsc.image.read_filesystem` makes it; whiteouts are left out. The
+    records are taken one at a time, and may be made as they are taken.
     """
-    built = Entries({}, {}, [])
+    built = Entries()
     for record in records:
-        if record.kind == "skipped":
+        kind = record.kind
+        if kind == "skipped":
             built.skipped_names.append(record.path)
-        elif record.kind == "link":
+        elif kind == "link":
             built.entries[record.path] = _linked(record, built)
-        elif record.kind not in ("whiteout", "opaque"):
+            built.links[record.path] = record.target
+        elif kind == "whiteout":
+            built.deleted.append(record.path)
+        elif kind == "opaque":
+            built.opaque.append(record.path)
+        else:
             built.entries[record.path] = _entry(record)
             if record.kept is not None:
                 built.contents[record.path] = record.kept

@@ -164,6 +164,8 @@ def read_filesystem(
 
 
 def has_bad_name(path: str) -> bool:
+    if path.isascii():
+        return "\x00" in path
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -171,7 +173,10 @@ def has_bad_name(path: str) -> bool:
     return "\x00" in path
 
 
+_KEPT_PATHS = frozenset(KEPT_FILES)
+
+
 def keeps_content(path: str, size: int) -> bool:
     if size > KEPT_LIMIT:
         return False
-    return path in KEPT_FILES or path.startswith(KEPT_DIRS)
+    return path in _KEPT_PATHS or path.startswith(KEPT_DIRS)

@@ -165,10 +165,16 @@ class LayerWalk:
             ) from err
         self._flush()
 
-    def records(self) -> list[Record]:
-        """The layer's records; their digests are known once the pool has
-        hashed the batches."""
-        return [_done(item) for item in self._found]
+    def records(self) -> Iterator[Record]:
+        """The layer's records, once the pool has hashed its files.
+
+        They are made as they are taken, and the walk lets go of each file's
+        host path and worker's part as it goes: it can be taken once.
+        """
+        found, self._found = self._found, []
+        found.reverse()
+        while found:
+            yield _done(found.pop())
 
     def _take(self, disk_path: str, path: str, info: os.stat_result) -> None:
         if path.startswith(WHITEOUT, path.rfind("/") + 1):

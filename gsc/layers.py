@@ -115,19 +115,14 @@ class CachedLayer:
 
 def layer_of(records: Iterable[Record]) -> Layer:
     """The layer read as `records`, once their digests are known."""
-    records = list(records)
     built = build_entries(records)
-    marks: dict[str, list[Record]] = {"whiteout": [], "opaque": [], "link": []}
-    for record in records:
-        if record.kind in marks:
-            marks[record.kind].append(record)
     return Layer(
         entries=tuple(built.entries.values()),
-        deleted=tuple(r.path for r in marks["whiteout"]),
-        opaque=tuple(r.path for r in marks["opaque"]),
+        deleted=tuple(built.deleted),
+        opaque=tuple(built.opaque),
         contents=built.contents,
         skipped_names=tuple(built.skipped_names),
-        links={r.path: r.target for r in marks["link"]},
+        links=built.links,
     )
 
 
