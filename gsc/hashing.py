@@ -18,7 +18,6 @@ import os
 import posixpath
 import queue
 import subprocess
-import sys
 import tarfile
 import threading
 from collections import deque
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Literal, NamedTuple, Protocol, cast
 
+from gsc import hashworker
 from gsc.errors import GscError, ImageError
 from gsc.hashworker import FileChanged, hash_file
 from gsc.image import (
@@ -188,13 +188,10 @@ class _WorkerProcess:
     """A `gsc.hashworker` process, which one worker thread hands its batches to."""
 
     def __init__(self) -> None:
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        search = [package_root, os.environ.get("PYTHONPATH", "")]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gsc.hashworker"],
+            hashworker.command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))},
             text=True,
             encoding="ascii",
         )

@@ -11,16 +11,24 @@ order, or `{"unreadable": [path, reason]}` or `{"changed": path}` for the
 first file that could not be read as it was walked. The process ends when
 its input does.
 
-It imports nothing of GSC's, so that it starts quickly.
+It imports nothing of GSC's: it starts quickly, and runs as a script in
+Python's isolated mode, which leaves the environment's module search path
+and the user's site directory out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 from typing import IO, Any
+
+
+def command() -> list[str]:
+    """The command that starts a worker."""
+    return [sys.executable, "-I", os.path.abspath(__file__)]
 
 
 class FileChanged(Exception):

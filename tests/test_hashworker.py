@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from gsc.errors import ImageError
 from gsc.hashing import DiskFile, HashPool
-from gsc.hashworker import serve
+from gsc.hashworker import command, serve
 
 ELF = "/bin/true"
 
@@ -59,7 +58,7 @@ def test_a_worker_process_ignores_ctrl_c_and_ends_with_its_input(
     file = tmp_path / "file"
     file.write_bytes(b"data")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "gsc.hashworker"],
+        command(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
