@@ -130,6 +130,7 @@ class Result:
     files_hashed: int = -1
     note: str = ""
     spread: tuple[float, float] | None = None  # fastest and slowest of the runs
+    workers_rss_mb: float = 0.0  # the hash worker processes' peaks, added up
 
 
 def parse_size(text: str) -> int:
@@ -187,7 +188,13 @@ def run_child(kind: str, image: str, cache: Path | None = None) -> Result:
     if done.returncode != 0:
         raise SystemExit(f"measurement {kind} failed:\n{done.stderr}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    return Result(kind, report["seconds"], report["rss_kb"] / 1024, report["files"])
+    return Result(
+        kind,
+        report["seconds"],
+        report["rss_kb"] / 1024,
+        report["files"],
+        workers_rss_mb=report["workers_kb"] / 1024,
+    )
 
 
 def child(kind: str, image: str, cache: str | None) -> None:
@@ -196,20 +203,43 @@ def child(kind: str, image: str, cache: str | None) -> None:
     files = CHILD_MEASURES[kind](engine, image, cache)
     seconds = time.perf_counter() - start
     rss_kb = peak_rss_kb()
-    print(json.dumps({"seconds": seconds, "rss_kb": rss_kb, "files": files}))
+    workers_kb = sum(WORKER_PEAKS_KB)
+    report = {"seconds": seconds, "rss_kb": rss_kb, "files": files}
+    print(json.dumps({**report, "workers_kb": workers_kb}))
 
 
-def peak_rss_kb() -> int:
-    """This process's peak resident set size (VmHWM), in KB.
+def peak_rss_kb(process: str = "self") -> int:
+    """A process's peak resident set size (VmHWM), in KB.
 
     Not getrusage's ru_maxrss: Linux keeps a process's peak across exec, so
     a child of this benchmark would report at least the benchmark's own size.
     """
-    with open("/proc/self/status", encoding="ascii") as status:
+    with open(f"/proc/{process}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
-    raise SystemExit("no VmHWM in /proc/self/status")
+    raise SystemExit(f"no VmHWM in /proc/{process}/status")
+
+
+# The peaks of the hash worker processes (gsc.hashworker) of the last
+# measurement, read before its pool ended them.
+WORKER_PEAKS_KB: list[int] = []
+
+
+def hash_worker_peaks_kb() -> list[int]:
+    """The peak RSS of each hash worker process this process runs."""
+    peaks = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            parent = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1]
+            if int(parent.split()[1]) == os.getpid() and b"hashworker" in command:
+                peaks.append(peak_rss_kb(entry))
+        except OSError:
+            continue
+    return peaks
 
 
 def _storage_files(engine: Engine, image: str) -> list[str]:
@@ -301,6 +331,7 @@ def _layers(engine: Engine, image: str, cache: str | None) -> int:
             pool=pool,
             hash_rules=HASH_RULES,
         )
+        WORKER_PEAKS_KB[:] = hash_worker_peaks_kb()
     return pool.files_hashed
 
 
@@ -523,6 +554,8 @@ def print_table(results: list[Result], total: int, files: int) -> None:
         )
     original = by_name[ORIGINAL].seconds
     print(f"\nimage: {total / 1e6:.0f} MB in {files} regular files")
+    workers = by_name[COLD].workers_rss_mb
+    print(f"hash worker processes of '{COLD}': peak RSS {workers:.0f} MB added up")
     print(f"x floor: against '{floor_name}' ({floor:.2f} s)")
     for name in (COLD, WARM, SAME):
         print(f"original way / {name}: {original / by_name[name].seconds:.1f}x")
