@@ -313,6 +313,13 @@ class HashPool:
             self._raise_failure()
 
     def close(self) -> None:
+        """Stop the workers; work not yet started is dropped (after `wait`,
+        there is none)."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:

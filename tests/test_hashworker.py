@@ -109,6 +109,21 @@ def test_a_pool_reads_files_in_processes_once_enough_are_handed_over(
     assert _hash_workers() == []
 
 
+def test_closing_a_pool_drops_the_work_not_started(tmp_path: Path) -> None:
+    made = files_of(tmp_path, 400)
+    files = [file for file, _ in made]
+    pool = HashPool(workers=1, processes_after=0)
+    for start in range(0, len(files), 4):
+        pool.disk_files(files[start : start + 4])
+
+    pool.close()
+
+    hashed = [file for file in files if file.value]
+    assert len(hashed) < len(files) // 2
+    assert all(file.value == sha256(data) for file, data in made if file.value)
+    assert _hash_workers() == []
+
+
 def test_a_pool_under_the_threshold_starts_no_process(tmp_path: Path) -> None:
     made = files_of(tmp_path, 20)
     with HashPool(workers=2) as pool:

@@ -105,5 +105,20 @@ def test_interruption_leaves_nothing_behind(
 
     assert status in (130, 143), status
     assert list(scratch.iterdir()) == []
+    assert running_hash_workers() == []
     assert engine_state(docker_client) == before
     assert {name: docker_client.images.get(name).id for name in good} == good
+
+
+def running_hash_workers() -> list[str]:
+    """The command lines of hash worker processes still running, whoever
+    their parent is now."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"hashworker" in command:
+            found.append(command.replace(b"\0", b" ").decode(errors="replace"))
+    return found
