@@ -342,7 +342,13 @@ class HashPool:
             return own
         if self._disk_files_handed < self._processes_after:
             return None
-        own = _WorkerProcess()
+        try:
+            own = _WorkerProcess()
+        except OSError:
+            # No interpreter to start here (Python embedded in another
+            # program): the threads hash, as for a small image.
+            self._processes_after = None
+            return None
         self._own_process.process = own
         with self._condition:
             self._processes.append(own)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gsc import hashworker
 from gsc.errors import ImageError
 from gsc.hashing import DiskFile, HashPool
 from gsc.hashworker import command, serve
@@ -130,6 +131,21 @@ def test_a_pool_under_the_threshold_starts_no_process(tmp_path: Path) -> None:
         pool.disk_files([file for file, _ in made])
         pool.wait()
         assert pool.processes_started == 0
+    assert all(file.hexdigest() == sha256(data) for file, data in made)
+
+
+def test_a_pool_whose_processes_cannot_start_hashes_in_its_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stands in for a Python that cannot start another interpreter.
+    monkeypatch.setattr(hashworker, "command", lambda: [str(tmp_path / "none")])
+    made = files_of(tmp_path, 50)
+
+    with HashPool(workers=2, processes_after=0) as pool:
+        pool.disk_files([file for file, _ in made])
+        pool.wait()
+        assert pool.processes_started == 0
+
     assert all(file.hexdigest() == sha256(data) for file, data in made)
 
 
