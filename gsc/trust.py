@@ -7,7 +7,7 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -89,11 +89,11 @@ class _Paths:
     def __init__(self, directories: Iterable[str], exact: Iterable[str] = ()) -> None:
         # '/a/' names the same tree as '/a'; '/' alone names only itself.
         tops = {directory.rstrip("/") or "/" for directory in directories}
-        self._exact = frozenset((*tops, *exact))
-        self._prefixes = tuple(sorted(top + "/" for top in tops))
+        self.exact = frozenset((*tops, *exact))
+        self.prefixes = tuple(sorted(top + "/" for top in tops))
 
     def __contains__(self, path: str) -> bool:
-        return path in self._exact or path.startswith(self._prefixes)
+        return path in self.exact or path.startswith(self.prefixes)
 
 
 class _Globs:
@@ -103,10 +103,19 @@ class _Globs:
         # fnmatch translates each glob into an anchored expression; their
         # alternation matches a path exactly when one of the globs does.
         expressions = [fnmatch.translate(glob) for glob in globs]
-        self._pattern = re.compile("|".join(expressions)) if expressions else None
+        pattern = re.compile("|".join(expressions)) if expressions else None
+        # Called for every path of an image: the expression's own method,
+        # with no Python call around it.
+        self.matcher: Callable[[str], object] = (
+            _matches_nothing if pattern is None else pattern.match
+        )
 
     def match(self, path: str) -> bool:
-        return self._pattern is not None and self._pattern.match(path) is not None
+        return self.matcher(path) is not None
+
+
+def _matches_nothing(path: str) -> None:
+    return None
 
 
 _EXCLUDED_PATHS = _Paths((*EXCLUDED_DIRS, APP_FILES), exact=RUNTIME_FILES)
@@ -132,19 +141,43 @@ class Choices:
         # URI ends in '/', so a directory named without one counts too.
         return path in self._allowed_paths
 
-    def leaves_out(self, path: str) -> bool:
+    # The next two test every path of an image: each is one function made
+    # for these choices, with the sets and prefixes bound to it, and no
+    # further Python call inside.
+
+    @cached_property
+    def leaves_out(self) -> Callable[[str], bool]:
         """Whether a file stays out of the generated trusted files.
 
         That is a path GSC never trusts (`is_excluded`), an allowed path, a
         path in a run-time directory, or one that an `exclude` glob matches.
         """
-        return path in self._left_out_paths or self._left_out_globs.match(path)
+        exact, below = self._left_out_paths.exact, self._left_out_paths.prefixes
+        matcher = self._left_out_globs.matcher
 
-    def wants_hash(self, path: str) -> bool:
-        """Whether reading the image should hash this file."""
-        if self.is_allowed(path):
-            return False
-        return path in self._trusted_paths or not self.leaves_out(path)
+        def leaves_out(path: str) -> bool:
+            return path in exact or path.startswith(below) or matcher(path) is not None
+
+        return leaves_out
+
+    @cached_property
+    def wants_hash(self) -> Callable[[str], bool]:
+        """Whether reading the image should hash a file."""
+        allowed, allowed_below = self._allowed_paths.exact, self._allowed_paths.prefixes
+        trusted, trusted_below = self._trusted_paths.exact, self._trusted_paths.prefixes
+        left_out, left_below = self._left_out_paths.exact, self._left_out_paths.prefixes
+        matcher = self._left_out_globs.matcher
+
+        def wants_hash(path: str) -> bool:
+            if path in allowed or path.startswith(allowed_below):
+                return False
+            if path in trusted or path.startswith(trusted_below):
+                return True
+            return not (
+                path in left_out or path.startswith(left_below) or matcher(path)
+            )
+
+        return wants_hash
 
     @cached_property
     def hash_rules(self) -> str:
