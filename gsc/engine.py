@@ -118,8 +118,21 @@ class Engine:
 
     @contextmanager
     def _created_container(self, image_id: str) -> Iterator[str]:
+        container_id = ""
+        try:
+            # Ctrl-C waits for the engine's answer, so that the ID is known
+            # and the container removed below.
+            with _signals_held():
+                container_id = self._create_container(image_id)
+            yield container_id
+        finally:
+            if container_id:
+                self._remove_container(container_id)
+
+    def _create_container(self, image_id: str) -> str:
         # The label finds the container again if an interruption arrives
-        # after the engine made it but before its ID came back.
+        # after the engine made it but before its ID came back (signals are
+        # held only where no other thread can take them).
         token = uuid.uuid4().hex
         try:
             created = self._api.create_container(
@@ -132,19 +145,26 @@ class Engine:
         except BaseException:
             self._remove_labelled(token)
             raise
-        container_id: str = created["Id"]
-        try:
-            yield container_id
-        finally:
-            self._remove_container(container_id)
+        return str(created["Id"])
 
     def _remove_labelled(self, token: str) -> None:
-        with suppress(docker.errors.APIError, requests.exceptions.RequestException):
-            found = self._api.containers(
-                all=True, filters={"label": f"{_TEMPORARY}={token}"}
-            )
-            for container in found:
-                self._remove_container(container["Id"])
+        """Remove the container labelled `token` once the engine has made it.
+
+        The engine goes on making a container after its client stopped
+        waiting for the answer, so a look right away can miss it: look until
+        it is found, or for a short quiet spell.
+        """
+        deadline = time.monotonic() + _CLEANUP_QUIET
+        while time.monotonic() < deadline:
+            with suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                found = self._api.containers(
+                    all=True, filters={"label": f"{_TEMPORARY}={token}"}
+                )
+                for container in found:
+                    self._remove_container(container["Id"])
+                if found:
+                    return
+            time.sleep(0.05)
 
     def _remove_container(self, container_id: str) -> None:
         with (
