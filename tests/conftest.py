@@ -28,6 +28,23 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
 )
 
+
+def hash_workers(parent: int | None = None) -> list[int]:
+    """The hash worker processes (`gsc/hashworker.py`) running now: those of
+    `parent`, or all of them, whoever their parent is."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            status = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(status.rsplit(")", 1)[1].split()[1])
+        if b"hashworker" in command and parent in (None, ppid):
+            found.append(int(entry.name))
+    return found
+
+
 STANDIN_GRAMINE = "gsc-test/standin-gramine"
 TEST_IMAGES = (
     "gsc-test/debian:12",

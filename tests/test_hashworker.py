@@ -17,6 +17,7 @@ from gsc import hashworker
 from gsc.errors import ImageError
 from gsc.hashing import DiskFile, HashPool
 from gsc.hashworker import command, serve
+from tests.conftest import hash_workers
 
 ELF = "/bin/true"
 
@@ -107,7 +108,7 @@ def test_a_pool_reads_files_in_processes_once_enough_are_handed_over(
     assert started >= 1
     assert [file.hexdigest() for file in files] == [sha256(data) for _, data in made]
     assert program.hexdigest() == sha256(elf) and program.head == elf[:256]
-    assert _hash_workers() == []
+    assert hash_workers(os.getpid()) == []
 
 
 def test_closing_a_pool_drops_the_work_not_started(tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_closing_a_pool_drops_the_work_not_started(tmp_path: Path) -> None:
     hashed = [file for file in files if file.value]
     assert len(hashed) < len(files) // 2
     assert all(file.value == sha256(data) for file, data in made if file.value)
-    assert _hash_workers() == []
+    assert hash_workers(os.getpid()) == []
 
 
 def test_a_pool_under_the_threshold_starts_no_process(tmp_path: Path) -> None:
@@ -169,21 +170,4 @@ def test_a_process_failure_is_the_same_error_as_in_a_thread(
         with pytest.raises(ImageError, match=message):
             pool.wait()
         assert pool.processes_started == 1
-    assert _hash_workers() == []
-
-
-def _hash_workers() -> list[int]:
-    """Worker processes of this process that are still running."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            command = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and b"gsc.hashworker" in command:
-            found.append(int(entry))
-    return found
+    assert hash_workers(os.getpid()) == []

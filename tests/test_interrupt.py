@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import Gsc
+from tests.conftest import Gsc, hash_workers
 from tests.test_bad_input import engine_state
 
 pytestmark = pytest.mark.engine
@@ -41,9 +41,18 @@ def good_images(
 
 
 def interrupt(
-    gsc: Gsc, args: list[str], marker: str, signum: int, delay: float, scratch: Path
-) -> int:
-    """Start gsc, wait for a step line containing `marker`, then send `signum`."""
+    gsc: Gsc,
+    args: list[str],
+    marker: str,
+    signum: int,
+    delay: float,
+    scratch: Path,
+    *,
+    with_workers: bool = False,
+) -> tuple[int, list[int]]:
+    """Start gsc, wait for a step line containing `marker` (and, if asked, for
+    its hash worker processes to start), then send `signum`: its exit status,
+    and the hash workers it was seen to run when asked to wait for them."""
     env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(scratch)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gsc", *args],
@@ -63,9 +72,14 @@ def interrupt(
         process.wait()
         pytest.fail(f"gsc ended before '{marker}': {''.join(seen)}")
     time.sleep(delay)
+    workers: list[int] = []
+    deadline = time.monotonic() + 10
+    while with_workers and not workers and time.monotonic() < deadline:
+        workers = hash_workers(process.pid)
+        time.sleep(0.005)
     process.send_signal(signum)
     process.stderr.read()
-    return process.wait(timeout=120)
+    return process.wait(timeout=120), workers
 
 
 STAGES = [
@@ -101,24 +115,54 @@ def test_interruption_leaves_nothing_behind(
     before = engine_state(docker_client)
     good = {name: docker_client.images.get(name).id for name in (UNSIGNED, SIGNED)}
 
-    status = interrupt(gsc, args, marker, signum, delay, scratch)
+    status, _ = interrupt(gsc, args, marker, signum, delay, scratch)
 
     assert status in (130, 143), status
     assert list(scratch.iterdir()) == []
-    assert running_hash_workers() == []
     assert engine_state(docker_client) == before
     assert {name: docker_client.images.get(name).id for name in good} == good
 
 
-def running_hash_workers() -> list[str]:
-    """The command lines of hash worker processes still running, whoever
-    their parent is now."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"hashworker" in command:
-            found.append(command.replace(b"\0", b" ").decode(errors="replace"))
-    return found
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root reads the layer directories")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_interruption_ends_the_hash_workers(
+    signum: int,
+    gsc: Gsc,
+    good_images: Path,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["-v", "build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+    before = engine_state(docker_client)
+
+    status, workers = interrupt(
+        gsc, args, "Reading and hashing", signum, 0.0, scratch, with_workers=True
+    )
+
+    assert workers, "no hash worker was running to interrupt"
+    assert status in (130, 143), status
+    assert set(workers) & set(hash_workers()) == set()
+    assert list(scratch.iterdir()) == []
+    assert engine_state(docker_client) == before
+
+
+def test_interruption_while_the_engine_makes_a_container_leaves_none(
+    gsc: Gsc, good_images: Path, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    # GSC makes a container to read the Gramine runtime from right after
+    # this step line. A signal a few milliseconds later often comes while
+    # the engine is still making it: the engine finishes it anyway.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+    before = engine_state(docker_client)
+
+    for step in range(12):
+        marker, delay = "Reading the Gramine runtime", step / 1000
+        status, _ = interrupt(gsc, args, marker, signal.SIGINT, delay, scratch)
+        assert status == 130
+
+    time.sleep(1)  # for a container the engine was still making to show
+    assert engine_state(docker_client) == before
