@@ -130,9 +130,9 @@ class Engine:
                 self._remove_container(container_id)
 
     def _create_container(self, image_id: str) -> str:
-        # The label finds the container again if an interruption arrives
-        # after the engine made it but before its ID came back (signals are
-        # held only where no other thread can take them).
+        # The label finds the container again if an interruption still
+        # arrives after the engine made it but before its ID came back:
+        # holding signals does not stop one that another thread takes.
         token = uuid.uuid4().hex
         try:
             created = self._api.create_container(

@@ -228,6 +228,9 @@ class HashPool:
 
     `workers=0` hashes in the calling thread, for comparison. Counters say how
     many files and bytes were handed over, and the most bytes ever in flight.
+    Once `processes_after` files on the host have been handed over, each
+    thread hands its batches of them to a process of its own
+    (`gsc.hashworker`); None keeps them in the threads.
     """
 
     def __init__(
@@ -632,8 +635,7 @@ def build_entries(records: Iterable[Record]) -> Entries:
     """Entries of the records after `HashPool.wait`; hard links point back.
 
     A hard link becomes a copy of the file it names among the records before
-    it, as `gsc.image.read_filesystem` makes it; whiteouts are left out. The
-    records are taken one at a time, and may be made as they are taken.
+    it, as `gsc.image.read_filesystem` makes it; whiteouts are left out.
     """
     built = Entries()
     for record in records:

@@ -71,6 +71,7 @@ def answer(request: Any) -> Any:
 
 
 def serve(requests: IO[str], answers: IO[str]) -> None:
+    """Answer each request line as it comes, until the requests end."""
     for line in requests:
         answers.write(json.dumps(answer(json.loads(line))) + "\n")
         answers.flush()

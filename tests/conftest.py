@@ -34,13 +34,16 @@ def hash_workers(parent: int | None = None) -> list[int]:
     `parent`, or all of them, whoever their parent is."""
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue  # /proc/self and the like
         try:
-            command = (entry / "cmdline").read_bytes()
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
             status = (entry / "stat").read_text()
         except OSError:
             continue
         ppid = int(status.rsplit(")", 1)[1].split()[1])
-        if b"hashworker" in command and parent in (None, ppid):
+        is_worker = any(a.endswith(b"gsc/hashworker.py") for a in arguments)
+        if is_worker and parent in (None, ppid):
             found.append(int(entry.name))
     return found
 

@@ -40,6 +40,18 @@ def good_images(
     yield key
 
 
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """The interrupted command's TMPDIR, which it must leave empty."""
+    made = tmp_path / "tmp"
+    made.mkdir()
+    return made
+
+
+def build_args(gsc: Gsc) -> list[str]:
+    return ["-v", "build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+
+
 def interrupt(
     gsc: Gsc,
     args: list[str],
@@ -104,12 +116,10 @@ def test_interruption_leaves_nothing_behind(
     gsc: Gsc,
     good_images: Path,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
+    scratch: Path,
 ) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
     if command == "build":
-        args = ["-v", "build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+        args = build_args(gsc)
     else:
         args = ["-v", "sign-image", APP, str(good_images)]
     before = engine_state(docker_client)
@@ -130,15 +140,18 @@ def test_interruption_ends_the_hash_workers(
     gsc: Gsc,
     good_images: Path,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
+    scratch: Path,
 ) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    args = ["-v", "build", "-c", str(gsc.config), "-L", "--no-cache", APP]
     before = engine_state(docker_client)
 
     status, workers = interrupt(
-        gsc, args, "Reading and hashing", signum, 0.0, scratch, with_workers=True
+        gsc,
+        build_args(gsc),
+        "Reading and hashing",
+        signum,
+        0.0,
+        scratch,
+        with_workers=True,
     )
 
     assert workers, "no hash worker was running to interrupt"
@@ -149,14 +162,12 @@ def test_interruption_ends_the_hash_workers(
 
 
 def test_interruption_while_the_engine_makes_a_container_leaves_none(
-    gsc: Gsc, good_images: Path, docker_client: docker.DockerClient, tmp_path: Path
+    gsc: Gsc, good_images: Path, docker_client: docker.DockerClient, scratch: Path
 ) -> None:
     # GSC makes a container to read the Gramine runtime from right after
     # this step line. A signal a few milliseconds later often comes while
     # the engine is still making it: the engine finishes it anyway.
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    args = ["build", "-c", str(gsc.config), "-L", "--no-cache", APP]
+    args = build_args(gsc)
     before = engine_state(docker_client)
 
     for step in range(12):
