@@ -39,9 +39,10 @@ import re
 import sys
 import tempfile
 import zlib
-from binascii import a2b_base64
-from collections.abc import Iterator, Mapping
+from binascii import a2b_base64, b2a_base64
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,10 @@ class LayerCache:
         path = self.path(diff_id)
         if path is None:
             return
-        data = encode(diff_id, layer, fingerprint, hash_rules)
+        pieces = _entry_pieces(diff_id, layer, fingerprint, hash_rules)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_replacing(path, data)
+            _write_replacing(path, pieces)
         except OSError as err:
             self.problems.append(
                 f"cannot write the layer cache in {self.directory}"
@@ -112,11 +113,11 @@ class LayerCache:
             )
 
 
-def _write_replacing(path: Path, data: bytes) -> None:
+def _write_replacing(path: Path, pieces: list[bytes]) -> None:
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            out.writelines(pieces)
         os.replace(partial, path)
     except BaseException:
         with suppress(OSError):
@@ -128,44 +129,87 @@ def encode(
     diff_id: str, layer: Layer, fingerprint: Fingerprint, hash_rules: str = ""
 ) -> bytes:
     """The bytes of the cache entry of `layer`."""
-    # The rules go in the payload, so that its checksum covers them.
-    document = {"hash_rules": hash_rules, **_layer_document(layer)}
-    compressor = zlib.compressobj(_COMPRESSION)
-    compressed = [
-        compressor.compress(piece[start : start + _PIECE].encode("ascii"))
-        for piece in _json_pieces(document)
-        for start in range(0, len(piece), _PIECE)
-    ]
-    compressed.append(compressor.flush())
-    payload = b"".join(compressed)
+    return b"".join(_entry_pieces(diff_id, layer, fingerprint, hash_rules))
+
+
+def _entry_pieces(
+    diff_id: str, layer: Layer, fingerprint: Fingerprint, hash_rules: str
+) -> list[bytes]:
+    """The bytes of the cache entry of `layer`, in pieces to be written one
+    after another: joined, the compressed payload of a large layer would be
+    held twice more while it is written."""
+    payload = _compressed(_document_text(layer, hash_rules))
+    checksum = hashlib.sha256()
+    for piece in payload:
+        checksum.update(piece)
     header = {
         "diff_id": diff_id,
         "tar_size": fingerprint.size,
         "tar_head_sha256": fingerprint.head_sha256,
-        "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_size": sum(map(len, payload)),
+        "payload_sha256": checksum.hexdigest(),
     }
-    return _MAGIC + json.dumps(header).encode("ascii") + b"\n" + payload
+    return [_MAGIC + json.dumps(header).encode("ascii") + b"\n", *payload]
 
 
-# A layer of many files makes tens of MB of JSON. It is made a column at a
-# time and compressed a megabyte at a time, never whole, nor as bytes.
-_PIECE = 1 << 20
+def _compressed(text: Iterator[str]) -> list[bytes]:
+    compressor = zlib.compressobj(_COMPRESSION)
+    compressed = [compressor.compress(piece.encode("ascii")) for piece in text]
+    compressed.append(compressor.flush())
+    return [piece for piece in compressed if piece]
 
 
-def _json_pieces(value: Any) -> Iterator[str]:
-    """The compact JSON text of `value` (as json.dumps writes it with the
-    separators "," and ":"), each list or string of its tables written
-    separately."""
-    if not isinstance(value, dict):
-        yield json.dumps(value, separators=(",", ":"))
-        return
+# A layer of many files makes tens of MB of JSON. It is written a part of a
+# column at a time, and compressed as it is written: never whole, nor as bytes.
+_ITEMS_AT_ONCE = 8192
+
+
+def _document_text(layer: Layer, hash_rules: str) -> Iterator[str]:
+    """The compact JSON text (as json.dumps writes it with the separators ","
+    and ":") of the document that `_layer_from` reads back, in pieces.
+
+    The rules are in the document, so that the payload's checksum covers
+    them. Entries are tuples, and a column of them is taken a field at a
+    time, so that one column is held, not all of them.
+    """
+    yield '{"hash_rules":' + json.dumps(hash_rules) + ',"entries":'
     separator = "{"
-    for key, item in value.items():
-        yield f"{separator}{json.dumps(key)}:"
-        yield from _json_pieces(item)
+    for index, name in enumerate(Entry._fields):
+        column: Iterable[Any] = map(itemgetter(index), layer.entries)
+        if name == "head":
+            column = map(_base64, column)
+        yield f"{separator}{json.dumps(name)}:"
+        yield from _json_list(list(column))
         separator = ","
-    yield "}" if value else "{}"
+    yield "}"
+    tables: dict[str, list[Any]] = {
+        "deleted": list(layer.deleted),
+        "opaque": list(layer.opaque),
+        "contents": [[path, _base64(data)] for path, data in layer.contents.items()],
+        "skipped": list(layer.skipped_names),
+        "links": [[path, target] for path, target in layer.links.items()],
+    }
+    for name, items in tables.items():
+        yield f",{json.dumps(name)}:"
+        yield from _json_list(items)
+    yield "}"
+
+
+def _base64(data: bytes) -> str:
+    return b2a_base64(data, newline=False).decode("ascii")
+
+
+def _json_list(items: list[Any]) -> Iterator[str]:
+    """json.dumps(items) with compact separators, a few thousand items at a time."""
+    if not items:
+        yield "[]"
+        return
+    opening = "["
+    for start in range(0, len(items), _ITEMS_AT_ONCE):
+        part = json.dumps(items[start : start + _ITEMS_AT_ONCE], separators=(",", ":"))
+        yield opening + part[1:-1]
+        opening = ","
+    yield "]"
 
 
 def decode(data: bytes, diff_id: str) -> CachedLayer:
@@ -200,29 +244,6 @@ def decode(data: bytes, diff_id: str) -> CachedLayer:
 # many files is decoded and checked a column at a time, not a file at a time.
 _TEXT_FIELDS = ("path", "kind", "target", "sha256", "head")
 _NUMBER_FIELDS = ("mode", "uid", "gid", "size")
-
-
-def _layer_document(layer: Layer) -> dict[str, Any]:
-    # Entries are tuples: zip turns the rows into columns in one step.
-    columns: dict[str, Any] = dict.fromkeys(Entry._fields, ())
-    if layer.entries:
-        transposed = zip(*layer.entries, strict=True)
-        columns.update(zip(Entry._fields, transposed, strict=True))
-    columns["head"] = [
-        base64.b64encode(head).decode("ascii") if head else ""
-        for head in columns["head"]
-    ]
-    return {
-        "entries": columns,
-        "deleted": list(layer.deleted),
-        "opaque": list(layer.opaque),
-        "contents": [
-            [path, base64.b64encode(data).decode("ascii")]
-            for path, data in layer.contents.items()
-        ],
-        "skipped": list(layer.skipped_names),
-        "links": [[path, target] for path, target in layer.links.items()],
-    }
 
 
 def _layer_from(document: dict[str, Any]) -> Layer:
