@@ -11,7 +11,7 @@ from gsc.entrypoint import Command
 from gsc.errors import ManifestError
 from gsc.gramine import GramineRuntime
 from gsc.image import FileSystem, ImageConfig
-from gsc.manifest import Manifest
+from gsc.manifest import HashedFiles, Manifest
 from gsc.trust import RUNTIME_FILES
 from gsc.users import User
 
@@ -55,10 +55,7 @@ def generated_manifest(g: Generated) -> Manifest:
         },
         "sgx": {
             "debug": g.debug,
-            "trusted_files": [
-                {"uri": f"file:{path}", "sha256": digest}
-                for path, digest in g.trusted.items()
-            ],
+            "trusted_files": HashedFiles(g.trusted.keys(), g.trusted.values()),
             "allowed_files": [f"file:{path}" for path in RUNTIME_FILES],
         },
     }
@@ -105,7 +102,10 @@ def check_program_trusted(manifest: Manifest, command: Command, fs: FileSystem) 
     # for every file of the image.
     wanted = {f"file:{path}" for path in paths}
     trusted = set()
-    for item in _list(sgx.get("trusted_files")):
+    entries = sgx.get("trusted_files")
+    if isinstance(entries, HashedFiles):
+        trusted = {f"file:{path}" for path in set(paths).intersection(entries.paths)}
+    for item in _list(entries):
         uri = item.get("uri") if isinstance(item, dict) else item
         if isinstance(uri, str) and uri in wanted:
             trusted.add(uri)

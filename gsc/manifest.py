@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import jsonschema
 import tomli_w
@@ -57,6 +58,69 @@ def _trusted_entry(uri: str, sha256: str | None) -> str | dict[str, str]:
     if sha256 is None:
         return uri
     return {"uri": uri, "sha256": sha256}
+
+
+class HashedFiles(Sequence[dict[str, str]]):
+    """`sgx.trusted_files` as GSC generates it: a `{uri, sha256}` table for
+    each file, kept as a column of paths and a column of hashes.
+
+    There is a table for every file of the image. As dicts, with their
+    `file:` URIs, they would take about 300 bytes a file, and each check of
+    the list would look at every one of them; the columns share the paths
+    and hashes of the image's entries. It reads as the list of tables (each
+    a new dict) and equals it, and it is never changed: merging filters it
+    into a new one. Writing and checking take the columns directly.
+    """
+
+    __slots__ = ("hashes", "paths")
+
+    def __init__(self, paths: Iterable[str], hashes: Iterable[str]) -> None:
+        self.paths = list(paths)
+        self.hashes = list(hashes)
+        if len(self.paths) != len(self.hashes):
+            raise ValueError("as many paths as hashes are needed")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> HashedFiles: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, str] | HashedFiles:
+        if isinstance(index, slice):
+            return HashedFiles(self.paths[index], self.hashes[index])
+        return _hashed_table(self.paths[index], self.hashes[index])
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        return map(_hashed_table, self.paths, self.hashes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HashedFiles):
+            return self.paths == other.paths and self.hashes == other.hashes
+        if isinstance(other, list):
+            return len(other) == len(self) and all(map(operator.eq, self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"HashedFiles({len(self)} files)"
+
+    def without(self, uris: frozenset[str]) -> HashedFiles:
+        """The files but those of `uris`."""
+        if not uris:
+            return self
+        kept = [i for i, path in enumerate(self.paths) if "file:" + path not in uris]
+        return HashedFiles(
+            [self.paths[i] for i in kept], [self.hashes[i] for i in kept]
+        )
+
+
+def _hashed_table(path: str, sha256: str) -> dict[str, str]:
+    return {"uri": "file:" + path, "sha256": sha256}
 
 
 # ---------------------------------------------------------------------------
@@ -139,10 +203,14 @@ def _toml_text(manifest: Manifest) -> str:
     replacements: list[tuple[str, list[str]]] = []
     for key in _FILE_LISTS:
         entries = sgx.get(key)
-        written = _write_file_list(key, entries) if type(entries) is list else None
+        written = None
+        if type(entries) is list or type(entries) is HashedFiles:
+            written = _write_file_list(key, entries)
         if written is not None:
             stand_ins[key], stand_in_text, pieces = written
             replacements.append((stand_in_text, pieces))
+        elif isinstance(entries, HashedFiles):
+            stand_ins[key] = list(entries)  # for tomli-w, which writes lists
     text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
     # The whole text is joined once, from pieces that are mostly strings of
     # the manifest itself: no copy of a list's text is made on the way.
@@ -160,7 +228,9 @@ def _toml_text(manifest: Manifest) -> str:
     return "".join(parts)
 
 
-def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, list[str]] | None:
+def _write_file_list(
+    key: str, entries: list[Any] | HashedFiles
+) -> tuple[Any, str, list[str]] | None:
     """A stand-in for the file list `sgx.<key>`, its text, and the pieces of
     the list's text.
 
@@ -191,7 +261,7 @@ def _write_file_list(key: str, entries: list[Any]) -> tuple[Any, str, list[str]]
     return marker, _toml_string(marker), [f"[\n{text}]" if text else "[]"]
 
 
-def _write_tables(entries: list[Any]) -> list[str] | None:
+def _write_tables(entries: Iterable[Any]) -> list[str] | None:
     """The `key = value` lines of each table; None if one is not all strings."""
     tables = []
     for entry in entries:
@@ -202,34 +272,44 @@ def _write_tables(entries: list[Any]) -> list[str] | None:
     return tables
 
 
-def _write_hashed_files(header: str, entries: list[Any]) -> list[str] | None:
+def _write_hashed_files(
+    header: str, entries: list[Any] | HashedFiles
+) -> list[str] | None:
     """The text of a list of hashed files (see _hashed_files) written at once,
     out of line, in pieces to be joined; None if a string in it needs
     escapes, or if tomli-w would write the list inline (never with a SHA-256
     in each table)."""
-    found = _hashed_files(entries)
-    if not found:
+    if isinstance(entries, HashedFiles):
+        # The URIs are written as `file:` and the path.
+        scheme, names, hashes = "file:", entries.paths, entries.hashes
+    else:
+        found = _hashed_files(entries)
+        if found is None:
+            return None
+        scheme, (names, hashes) = "", found
+    if not names or any(_TOML_ESCAPED.search("".join(s)) for s in (names, hashes)):
         return None
-    uris, hashes = found
-    if any(_TOML_ESCAPED.search("".join(strings)) for strings in found):
-        return None
-    inline = (
-        f'    {{ uri = "{u}", sha256 = "{h}" }},'
-        for u, h in zip(uris, hashes, strict=True)
-    )
-    if not any(len(line) > _INLINE_LIMIT for line in inline):
+    # The longest table, written inline, is the longest URI and hash.
+    longest = max(map(operator.add, map(len, names), map(len, hashes)))
+    if len(_inline_hashed_file(scheme, "")) + longest <= _INLINE_LIMIT:
         return None
     # Each table is `header`uri = "U"\nsha256 = "H"\n, with an empty line
-    # between two tables. The pieces are the URIs and hashes themselves and
-    # the same few strings between them: a few pointers for each file, where
-    # a string for each table would take a copy of all of its text.
-    pieces = ['"\nsha256 = "'] * (4 * len(uris))
-    pieces[0::4] = uris
+    # between two tables. The pieces are the URIs (or paths) and hashes
+    # themselves and the same few strings between them: a few pointers for
+    # each file, where a string for each table would take a copy of all of
+    # its text.
+    pieces = ['"\nsha256 = "'] * (4 * len(names))
+    pieces[0::4] = names
     pieces[2::4] = hashes
-    pieces[3::4] = ['"\n\n' + header + 'uri = "'] * len(uris)
-    pieces[0] = f'{header}uri = "{uris[0]}'
+    pieces[3::4] = ['"\n\n' + header + 'uri = "' + scheme] * len(names)
+    pieces[0] = f'{header}uri = "{scheme}{names[0]}'
     pieces[-1] = '"\n'
     return pieces
+
+
+def _inline_hashed_file(uri: str, sha256: str) -> str:
+    """A hashed file's table as tomli-w writes it in an inline array."""
+    return f'    {{ uri = "{uri}", sha256 = "{sha256}" }},'
 
 
 def _hashed_files(entries: Any) -> tuple[list[str], list[str]] | None:
@@ -360,7 +440,7 @@ def _merge_tables(generated: Manifest, user: Manifest, path: KeyPath) -> Manifes
         elif isinstance(value, dict):
             # Walked rather than copied whole, for the trusted files below.
             merged[key] = _merge_tables(value, {}, (*path, key))
-        elif (*path, key) == _TRUSTED_FILES and isinstance(value, list):
+        elif (*path, key) == _TRUSTED_FILES and isinstance(value, list | HashedFiles):
             # Not copied: _finish_trusted_files builds each entry anew, and
             # there can be one for every file of the image.
             merged[key] = value
@@ -380,7 +460,8 @@ def _merge_value(generated: Any, user: Any, path: KeyPath) -> Any:
         return _merge_tables(base, user, path)
     list_merger = _LIST_MERGERS.get(path)
     if list_merger is not None and isinstance(user, list):
-        return list_merger(generated if isinstance(generated, list) else [], user)
+        listed = generated if isinstance(generated, list | HashedFiles) else []
+        return list_merger(listed, user)
     if isinstance(user, str) and _is_search_list(path):
         known = generated if isinstance(generated, str) else ""
         return _join_search_list(str(path[-1]), known, user)
@@ -402,7 +483,9 @@ def _join_search_list(name: str, generated: str, user: str) -> str:
     return ":".join(_unique(parts))
 
 
-def _merge_trusted_lists(generated: list[Any], user: list[Any]) -> list[Any]:
+def _merge_trusted_lists(
+    generated: list[Any] | HashedFiles, user: list[Any]
+) -> list[Any]:
     return _combine_trusted_files([*user, *generated], excluded=frozenset())
 
 
@@ -427,7 +510,8 @@ def _mount_path(mount: Any) -> str | None:
 
 
 _TRUSTED_FILES: KeyPath = ("sgx", "trusted_files")
-_LIST_MERGERS: dict[KeyPath, Callable[[list[Any], list[Any]], list[Any]]] = {
+_ListMerger = Callable[[Any, list[Any]], list[Any]]
+_LIST_MERGERS: dict[KeyPath, _ListMerger] = {
     _TRUSTED_FILES: _merge_trusted_lists,
     ("sgx", "allowed_files"): _merge_allowed_files,
     ("fs", "mounts"): _merge_mounts,
@@ -480,8 +564,17 @@ def _finish_trusted_files(merged: Manifest, excluded: frozenset[str]) -> None:
     # Also runs when only the generated side lists trusted files, so the
     # result is always in normal form and free of allowed files.
     sgx = merged.get("sgx")
-    if isinstance(sgx, dict) and isinstance(sgx.get("trusted_files"), list):
-        sgx["trusted_files"] = _combine_trusted_files(sgx["trusted_files"], excluded)
+    if not isinstance(sgx, dict):
+        return
+    entries = sgx.get("trusted_files")
+    if isinstance(entries, HashedFiles):
+        if len(set(entries.paths)) == len(entries.paths):
+            # Each file once, with its hash: already in normal form.
+            sgx["trusted_files"] = entries.without(excluded)
+            return
+        entries = list(entries)
+    if isinstance(entries, list):
+        sgx["trusted_files"] = _combine_trusted_files(entries, excluded)
 
 
 def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list[Any]:
@@ -856,7 +949,7 @@ def _without_sound_entries(manifest: Manifest) -> tuple[Manifest, dict[str, list
         entries, is_sound = sgx.get(key), _SOUND_FILE_ENTRY[key]
         if key == "trusted_files" and _all_sound_hashed_files(entries):
             kept[key], checked_sgx[key] = [], []
-        elif isinstance(entries, list):
+        elif isinstance(entries, list | HashedFiles):
             kept[key] = [i for i, entry in enumerate(entries) if not is_sound(entry)]
             checked_sgx[key] = [entries[i] for i in kept[key]]
     return {**manifest, "sgx": checked_sgx}, kept
@@ -870,6 +963,9 @@ _SHA256_PATTERN = re.compile(_SHA256["pattern"])
 def _all_sound_hashed_files(entries: Any) -> bool:
     """Whether `entries` are hashed files (see _hashed_files) that each pass
     _is_sound_trusted_file, tested a list at a time."""
+    if isinstance(entries, HashedFiles):
+        # Each URI is `file:` and a path.
+        return all(map(_SHA256_PATTERN.search, entries.hashes))
     found = _hashed_files(entries)
     if found is None:
         return False
@@ -962,7 +1058,7 @@ def _walk_values(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
         for key, item in value.items():
             yield (*path, key), _Key(key)
             yield from _walk_values(item, (*path, key))
-    elif isinstance(value, list):
+    elif isinstance(value, list | HashedFiles):
         for index, item in enumerate(value):
             yield from _walk_values(item, (*path, index))
     else:
@@ -1008,6 +1104,12 @@ def _gather_strings(value: Any, strings: list[str]) -> bool:
     if isinstance(value, dict):
         strings.extend(value)
         items = value.values()
+    elif type(value) is HashedFiles:
+        # Its URIs are `file:` and a path: the paths hold what they hold.
+        strings.extend(_HASHED_FILE_KEYS if value else ())
+        strings.extend(value.paths)
+        strings.extend(value.hashes)
+        return True
     elif isinstance(value, list):
         hashed = _hashed_files(value)
         if hashed is not None:
@@ -1096,12 +1198,16 @@ def _is_power_of_two(number: int) -> bool:
     return number > 0 and number & (number - 1) == 0
 
 
-def _check_trusted_files(entries: list[Any]) -> None:
+def _check_trusted_files(entries: list[Any] | HashedFiles) -> None:
     # Run after the schema check: each entry is a URI, or a table of a string
     # `uri` and maybe a string `sha256`.
-    found = _hashed_files(entries)
-    if found is not None and _each_once_and_no_directory(found[0]):
-        return
+    if isinstance(entries, HashedFiles):
+        if _each_once_and_no_directory(entries.paths):
+            return
+    else:
+        found = _hashed_files(entries)
+        if found is not None and _each_once_and_no_directory(found[0]):
+            return
     hashes: dict[str, str] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or "sha256" not in entry:

@@ -236,7 +236,9 @@ def select_trusted(
     leaves_out = choices.leaves_out
     # Root reads everything: no need to ask for each file.
     checks_access = reader.uid != 0
-    for entry in entries.values():
+    # Taken in the order of their paths, so that the files chosen are in
+    # order as they are found: one dict of them, never a sorted copy.
+    for entry in map(entries.__getitem__, sorted(entries)):
         if entry.kind != "file" or not entry.sha256 or leaves_out(entry.path):
             continue
         if checks_access and not (
@@ -246,5 +248,4 @@ def select_trusted(
             continue
         chosen[entry.path] = entry.sha256
         size += entry.size
-    ordered = {path: chosen[path] for path in sorted(chosen)}
-    return Selection(ordered, tuple(sorted(unreadable)), size)
+    return Selection(chosen, tuple(unreadable), size)

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsc import manifest as manifest_module
-from gsc.manifest import Manifest, ManifestError, dumps, loads, merge
+from gsc.manifest import (
+    HashedFiles,
+    Manifest,
+    ManifestError,
+    dumps,
+    loads,
+    merge,
+    unsafe_options,
+    validate,
+)
 
 # Any Unicode but NUL and lone surrogates: quotes, backslashes, newlines,
 # control and non-BMP characters included.
@@ -319,3 +328,84 @@ def test_values_check_agrees_with_the_walk(manifest: Manifest) -> None:
         None,
     )
     assert manifest_module._all_writable(manifest) == (slow is None)
+
+
+# ---------------------------------------------------------------------------
+# HashedFiles, the columns GSC generates its trusted files in, against the
+# list of tables they stand for: each function must treat both alike.
+
+hashed_paths = st.one_of(
+    # A NUL is a character no manifest can hold.
+    st.sampled_from(["/f0", "/f1", "/lib/", "/usr/lib/x.so", "/nul\0"]),
+    toml_text.map(lambda text: "/" + text),
+    st.integers(40, 120).map(lambda n: "/" + "d" * n),
+)
+hashed_columns = st.lists(
+    st.tuples(
+        hashed_paths,
+        st.one_of(hashed_paths.map(sha), st.sampled_from(["", "ABC", "0" * 63 + "g"])),
+    ),
+    max_size=6,
+)
+
+
+def valid_with(trusted: Any, allowed: list[str]) -> Manifest:
+    """A manifest that validate() accepts but for its file lists."""
+    return {
+        "loader": {"entrypoint": {"uri": "file:/gramine/libsysdb.so"}, "argv": []},
+        "libos": {"entrypoint": "/app"},
+        "fs": {"mounts": []},
+        "sgx": {"trusted_files": trusted, "allowed_files": allowed},
+    }
+
+
+def outcome(function: Any, *args: Any) -> Any:
+    """What `function` returns, or the message of the ManifestError it raises."""
+    try:
+        return function(*args)
+    except ManifestError as raised:
+        return ("raised", str(raised))
+
+
+@settings(max_examples=300)
+@given(hashed_columns, allowed_files, manifests())
+def test_hashed_files_act_as_their_list_of_tables(
+    columns: list[tuple[str, str]], allowed: list[str], user: Manifest
+) -> None:
+    hashed = HashedFiles([p for p, _ in columns], [h for _, h in columns])
+    tables = [{"uri": "file:" + p, "sha256": h} for p, h in columns]
+    assert hashed == tables and list(hashed) == tables and len(hashed) == len(tables)
+    generated, listed = valid_with(hashed, allowed), valid_with(tables, allowed)
+
+    assert outcome(dumps, generated) == outcome(dumps, listed)
+    assert outcome(validate, generated) == outcome(validate, listed)
+    assert unsafe_options(generated) == unsafe_options(listed)
+    for other in (user, {"sgx": {"allowed_files": allowed}}):
+        merged = outcome(merge, generated, other)
+        assert merged == outcome(merge, listed, other)
+        if not isinstance(merged, tuple):
+            expected = merge(listed, other)
+            assert outcome(dumps, merged) == outcome(dumps, expected)
+            assert outcome(validate, merged) == outcome(validate, expected)
+    # Merging takes the columns whole or filters them, never changing them.
+    assert hashed == tables
+
+
+def test_hashed_files_are_written_without_a_table_for_each_file() -> None:
+    paths = [f"/usr/lib/python3/module{n:05}.py" for n in range(20_000)]
+    hashed = HashedFiles(paths, [sha(p) for p in paths])
+    manifest: Manifest = {"sgx": {"trusted_files": hashed}}
+
+    merged = merge(manifest, {"sgx": {"allowed_files": ["file:" + paths[7]]}})
+
+    kept = merged["sgx"]["trusted_files"]
+    assert type(kept) is HashedFiles
+    assert kept.paths == paths[:7] + paths[8:]
+    assert kept.paths[0] is paths[0]  # the same strings, not copies
+    text = dumps(merged)
+    assert text == tomli_w.dumps(
+        {"sgx": {"trusted_files": list(kept), "allowed_files": ["file:" + paths[7]]}}
+    )
+    assert loads(text)["sgx"]["trusted_files"] == kept
+    assert hashed[3] == {"uri": "file:" + paths[3], "sha256": sha(paths[3])}
+    assert hashed[2:4] == [hashed[2], hashed[3]]

@@ -37,7 +37,14 @@ from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
 from gsc.layercache import LayerCache
 from gsc.layerdirs import layer_directories
 from gsc.layers import read_image
-from gsc.manifest import Manifest, dumps, load_user_manifest, merge, unsafe_options
+from gsc.manifest import (
+    HashedFiles,
+    Manifest,
+    dumps,
+    load_user_manifest,
+    merge,
+    unsafe_options,
+)
 from gsc.manifest import validate as validate_manifest
 from gsc.naming import unsigned_name
 from gsc.trust import APP_FILES, Choices, Reader, select_trusted
@@ -376,15 +383,25 @@ def _paths(uris: Any) -> list[str]:
 
 def _summarize(manifest: Manifest, fs: FileSystem, distro: str, ui: Ui) -> None:
     trusted = manifest.get("sgx", {}).get("trusted_files", [])
-    by_directory: dict[str, int] = {}
-    total = 0
-    for item in trusted:
-        path = item["uri"][len("file:") :] if isinstance(item, dict) else item[5:]
+    if isinstance(trusted, HashedFiles):
+        paths = trusted.paths
+    else:
+        paths = [
+            item["uri"][len("file:") :] if isinstance(item, dict) else item[5:]
+            for item in trusted
+        ]
+    # Added up by the file's directory first: there are far fewer of them.
+    by_parent: dict[str, int] = {}
+    for path in paths:
         entry = fs.entries.get(path)
-        size = entry.size if entry is not None else 0
-        total += size
-        top = _top_directory(path)
+        if entry is not None:
+            parent = path[: path.rfind("/") + 1]
+            by_parent[parent] = by_parent.get(parent, 0) + entry.size
+    by_directory: dict[str, int] = {}
+    for parent, size in by_parent.items():
+        top = _top_directory(parent)
         by_directory[top] = by_directory.get(top, 0) + size
+    total = sum(by_parent.values())
     largest = sorted(by_directory.items(), key=lambda item: (-item[1], item[0]))[:3]
     shown = ", ".join(f"{d} {size / 1e6:.1f} MB" for d, size in largest)
     ui.step(
