@@ -133,16 +133,31 @@ class Strand:
 
 class DiskFile(Digest):
     """A file on the host for a worker to read and hash, and then its digest
-    and the first `head_size` bytes of it."""
+    and the first `head_size` bytes of it.
 
-    __slots__ = ("head", "head_size", "path", "size")
+    Its host path is `root` and `name` joined when it is asked for: a
+    layer's files share their root, and each name is the file's path in
+    the image, held anyway. A walk keeps one of these for every file of a
+    layer until they are hashed, and a host path for each would cost about
+    170 bytes a file more.
+    """
 
-    def __init__(self, path: str, size: int, head_size: int = 0) -> None:
+    __slots__ = ("head", "head_size", "name", "root", "size")
+
+    def __init__(
+        self, name: str, size: int, head_size: int = 0, root: str = ""
+    ) -> None:
         super().__init__()
-        self.path = path
+        self.root = root
+        self.name = name
         self.size = size
         self.head_size = head_size
         self.head = b""
+
+    @property
+    def path(self) -> str:
+        """The file's host path."""
+        return self.root + self.name
 
 
 class _DiskBatch:

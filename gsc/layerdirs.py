@@ -218,7 +218,8 @@ class LayerWalk:
         if keep:
             self._kept(disk_path, path, info, owner)
         elif executable or self._wants_hash(path):
-            file = DiskFile(disk_path, size, HEAD_SIZE if executable else 0)
+            # The host path is the layer's root and the image path.
+            file = DiskFile(path, size, HEAD_SIZE if executable else 0, self._root)
             self._found.append((path, *owner, file))
             self._on_bytes(size)
             if size >= _LARGE_FILE:
