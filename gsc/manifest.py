@@ -154,8 +154,18 @@ def loads(text: str) -> Manifest:
 
 def dumps(manifest: Manifest) -> str:
     """Serialize a manifest the way Gramine's own tools write it (tomli-w)."""
+    return "".join(dump_pieces(manifest))
+
+
+def dump_pieces(manifest: Manifest) -> list[str]:
+    """The text that `dumps` returns, in pieces to be written one after
+    another.
+
+    Most pieces are strings of the manifest itself, a few for each trusted
+    file: a large image's manifest text is never held whole.
+    """
     _check_values(manifest)
-    return _toml_text(manifest)
+    return _toml_pieces(manifest)
 
 
 def _parse(text: str, source: str) -> Manifest:
@@ -189,8 +199,8 @@ _TOML_ESCAPES = {
 }
 
 
-def _toml_text(manifest: Manifest) -> str:
-    """`tomli_w.dumps(manifest)`, faster for long file lists.
+def _toml_pieces(manifest: Manifest) -> list[str]:
+    """`tomli_w.dumps(manifest)` in pieces, made faster for long file lists.
 
     Each file list is swapped for a stand-in that tomli-w writes in the same
     form (inline, or as an array of tables) and so in the same place; then
@@ -198,7 +208,7 @@ def _toml_text(manifest: Manifest) -> str:
     """
     sgx = manifest.get("sgx")
     if not isinstance(sgx, dict):
-        return tomli_w.dumps(manifest)
+        return [tomli_w.dumps(manifest)]
     stand_ins: dict[str, Any] = {}
     replacements: list[tuple[str, list[str]]] = []
     for key in _FILE_LISTS:
@@ -212,8 +222,6 @@ def _toml_text(manifest: Manifest) -> str:
         elif isinstance(entries, HashedFiles):
             stand_ins[key] = list(entries)  # for tomli-w, which writes lists
     text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
-    # The whole text is joined once, from pieces that are mostly strings of
-    # the manifest itself: no copy of a list's text is made on the way.
     located = sorted(
         (text.index(stand_in_text), stand_in_text, pieces)
         for stand_in_text, pieces in replacements
@@ -225,7 +233,7 @@ def _toml_text(manifest: Manifest) -> str:
         parts += pieces
         start = at + len(stand_in_text)
     parts.append(text[start:])
-    return "".join(parts)
+    return parts
 
 
 def _write_file_list(

@@ -40,7 +40,7 @@ from gsc.layers import read_image
 from gsc.manifest import (
     HashedFiles,
     Manifest,
-    dumps,
+    dump_pieces,
     load_user_manifest,
     merge,
     unsafe_options,
@@ -79,7 +79,8 @@ class Plan:
 
     config: ImageConfig
     runtime: GramineRuntime
-    manifest_text: str
+    # The manifest's text in pieces (see gsc.manifest.dump_pieces).
+    manifest_pieces: list[str]
     entrypoint: list[str]
     cmd: list[str]
 
@@ -272,13 +273,13 @@ def _plan(
     _warn_unsafe(manifest, options, ui)
     _summarize(manifest, final_fs, distro_name(app_fs), ui)
     entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
-    # The image's files are freed before the manifest's text is written, and
-    # the text takes their memory instead of more.
+    # The image's entries are freed before the manifest's text is made, and
+    # its pieces take their memory instead of more.
     del app_fs, final_fs
     return Plan(
         config=app,
         runtime=runtime,
-        manifest_text=dumps(manifest),
+        manifest_pieces=dump_pieces(manifest),
         entrypoint=entrypoint,
         cmd=cmd,
     )
@@ -494,19 +495,20 @@ def _write_context(context: Path, plan: Plan, options: BuildOptions) -> None:
     app_files.mkdir()
     manifest = app_files / "entrypoint.manifest"
     with manifest.open("wb") as file:
-        file.writelines(_utf8_pieces(plan.manifest_text))
+        file.writelines(_utf8_pieces(plan.manifest_pieces))
     # The image keeps the mode the file has here, which the umask must not set.
     manifest.chmod(0o644)
 
 
-# The manifest of a large image lists 100,000 files or more in tens of MB:
-# encoded a piece at a time, it is never held a second time whole as bytes.
-_PIECE = 1 << 20
+# The manifest of a large image lists 100,000 files or more in tens of MB,
+# in four pieces or so for each file: it is joined and encoded this many
+# pieces at a time, and never held whole, as text or as bytes.
+_PIECES_AT_ONCE = 1 << 16
 
 
-def _utf8_pieces(text: str) -> Iterator[bytes]:
-    for start in range(0, len(text), _PIECE):
-        yield text[start : start + _PIECE].encode("utf-8")
+def _utf8_pieces(pieces: list[str]) -> Iterator[bytes]:
+    for start in range(0, len(pieces), _PIECES_AT_ONCE):
+        yield "".join(pieces[start : start + _PIECES_AT_ONCE]).encode("utf-8")
 
 
 def _check_empty(target: Path) -> None:
@@ -524,7 +526,7 @@ def _copy_context(context: Path, target: Path) -> None:
 def labels(plan: Plan, options: BuildOptions) -> dict[str, str]:
     """The labels that record how the unsigned image was made."""
     digest = hashlib.sha256()
-    for piece in _utf8_pieces(plan.manifest_text):
+    for piece in _utf8_pieces(plan.manifest_pieces):
         digest.update(piece)
     return {
         LABEL + "version": __version__,

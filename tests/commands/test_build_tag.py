@@ -62,7 +62,7 @@ def plan() -> build.Plan:
         files=FileSystem(),
         labels={},
     )
-    return build.Plan(config, runtime, "[libos]\n", ["/launch"], [])
+    return build.Plan(config, runtime, ["[libos]\n"], ["/launch"], [])
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def plan(prefix: str, entrypoint: list[str], cmd: list[str]) -> Plan:
         labels={},
     )
     return Plan(
-        config, runtime, '[libos]\nentrypoint = "/app/serve"\n', entrypoint, cmd
+        config, runtime, ['[libos]\nentrypoint = "/app/serve"\n'], entrypoint, cmd
     )
 
 
@@ -115,18 +115,23 @@ def test_the_manifest_is_readable_by_all_whatever_the_umask(tmp_path: Path) -> N
 
 
 def test_a_long_manifest_is_written_and_labelled_byte_for_byte(tmp_path: Path) -> None:
-    # Several of the pieces the text is encoded in, with characters of two,
-    # three and four bytes in UTF-8 lying across the pieces' edges.
-    line = '[[sgx.trusted_files]]\nuri = "file:/app/d\u00e9j\u00e0-\u6587-\U0001f600"\n'
-    text = line * (3 * (1 << 20) // len(line) + 7)
+    # More pieces than are encoded at once, of characters of one to four
+    # bytes in UTF-8, and pieces of every length, empty ones too.
+    pieces = [
+        '[[sgx.trusted_files]]\nuri = "file:/app/d\u00e9j\u00e0-',
+        "\u6587-\U0001f600",
+        "",
+        '"\n' * 3,
+    ] * (3 * (1 << 16) // 4 + 7)
+    pieces.append("x" * (3 << 20))
     long_plan = dataclasses.replace(
-        plan("/gramine", [LAUNCHER], []), manifest_text=text
+        plan("/gramine", [LAUNCHER], []), manifest_pieces=pieces
     )
     options = BuildOptions(image="app", manifest=None)
 
     _write_context(tmp_path, long_plan, options)
 
     written = (tmp_path / "app_files" / "entrypoint.manifest").read_bytes()
-    assert written == text.encode("utf-8")
+    assert written == "".join(pieces).encode("utf-8")
     digest = hashlib.sha256(written).hexdigest()
     assert labels(long_plan, options)["gsc.manifest-sha256"] == digest
