@@ -38,7 +38,7 @@ def records_of(directory: Path, workers: int = 2) -> list[Record]:
         walk = walk_directory(directory, everything, pool, lambda n: None)
         hash_files(pool, [walk])
         pool.wait()
-    return walk.records()
+    return list(walk.records())
 
 
 def sha256(data: bytes) -> str:
