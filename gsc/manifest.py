@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import operator
 import re
 import sys
@@ -576,7 +577,7 @@ def _finish_trusted_files(merged: Manifest, excluded: frozenset[str]) -> None:
         return
     entries = sgx.get("trusted_files")
     if isinstance(entries, HashedFiles):
-        if len(set(entries.paths)) == len(entries.paths):
+        if _each_once(entries.paths):
             # Each file once, with its hash: already in normal form.
             sgx["trusted_files"] = entries.without(excluded)
             return
@@ -589,7 +590,7 @@ def _combine_trusted_files(entries: list[Any], excluded: frozenset[str]) -> list
     # Plain URIs and hashes rather than TrustedFile objects: this runs for
     # every file of the image, twice when the user lists trusted files too.
     found = _hashed_files(entries)
-    if found is not None and len(set(found[0])) == len(found[0]):
+    if found is not None and _each_once(found[0]):
         # Each URI once, each with a hash: nothing to combine, and each table
         # already in normal form. The tables are taken, not copied: a large
         # image has one for every file, and copies would be held beside them
@@ -1240,7 +1241,16 @@ def _check_trusted_files(entries: list[Any] | HashedFiles) -> None:
 
 
 def _each_once_and_no_directory(uris: list[str]) -> bool:
-    return len(set(uris)) == len(uris) and not any(u.endswith("/") for u in uris)
+    return _each_once(uris) and not any(u.endswith("/") for u in uris)
+
+
+def _each_once(names: list[str]) -> bool:
+    """Whether no string is in `names` twice."""
+    # The files GSC generates are in order: each name after the one before
+    # shows it, without a set of them all.
+    if all(map(operator.lt, names, itertools.islice(names, 1, None))):
+        return True
+    return len(set(names)) == len(names)
 
 
 def _raise_at(path: KeyPath, problem: str) -> None:

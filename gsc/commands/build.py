@@ -239,9 +239,15 @@ def _plan(
     choices = _choices(user_manifest, app, options.extras, ui)
     app_fs = _read_app(engine, app, app_attrs, choices, options, ui)
     _check_compatible(runtime, app_fs, options)
-    final_fs = FileSystem({**app_fs.entries, **runtime.files.entries}, app_fs.contents)
-
     user = resolve_user(app_fs, app.user)
+    app_library_dirs = tuple(library_dirs(app_fs))
+    distro = distro_name(app_fs)
+    # What follows reads the final image: the application's files with the
+    # runtime's laid over them. They are laid over in place, not into a copy
+    # of a dict of every file of the image.
+    final_fs = app_fs
+    final_fs.entries.update(runtime.files.entries)
+    del app_fs
     command = resolve_command(final_fs, app, docker_command(app))
     ui.detail(f"the enclave runs {command.program} as {list(command.argv)}")
     selection = select_trusted(final_fs.entries, Reader(user.uid, user.groups), choices)
@@ -259,7 +265,7 @@ def _plan(
                 command=command,
                 user=user,
                 runtime=runtime,
-                library_dirs=tuple(library_dirs(app_fs)),
+                library_dirs=app_library_dirs,
                 trusted=selection.trusted,
                 debug=options.debug,
                 insecure_args=options.insecure_args,
@@ -271,11 +277,11 @@ def _plan(
     validate_manifest(manifest)
     check_program_trusted(manifest, command, final_fs)
     _warn_unsafe(manifest, options, ui)
-    _summarize(manifest, final_fs, distro_name(app_fs), ui)
+    _summarize(manifest, final_fs, distro, ui)
     entrypoint, cmd = _docker_entrypoint(app, command.argv, options.insecure_args)
     # The image's entries are freed before the manifest's text is made, and
     # its pieces take their memory instead of more.
-    del app_fs, final_fs
+    del final_fs
     return Plan(
         config=app,
         runtime=runtime,
