@@ -231,6 +231,10 @@ def decode(data: bytes, diff_id: str) -> CachedLayer:
     if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
         raise ValueError("corrupted")
     text = zlib.decompress(payload).decode("ascii")
+    # Nor is the entry's file held while its text is parsed: `load` keeps
+    # no other reference to it.
+    payload.release()
+    del payload, data
     document = json.loads(text)
     del text
     fingerprint = Fingerprint(int(header["tar_size"]), str(header["tar_head_sha256"]))
