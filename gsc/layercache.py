@@ -153,6 +153,7 @@ def _entry_pieces(
 
 
 def _compressed(text: Iterator[str]) -> list[bytes]:
+    """The pieces of ASCII `text`, compressed as one zlib stream."""
     compressor = zlib.compressobj(_COMPRESSION)
     compressed = [compressor.compress(piece.encode("ascii")) for piece in text]
     compressed.append(compressor.flush())

@@ -1,7 +1,9 @@
 """Gramine manifests: load the user's, merge it into ours, validate, serialize.
 
 A manifest is handled as the plain dict that `tomllib` produces: tables are
-dicts, arrays are lists. Nothing here talks to a container engine.
+dicts, arrays are lists. The one exception is the trusted files that GSC
+generates, a `HashedFiles`, which reads as its list of tables. Nothing here
+talks to a container engine.
 """
 
 from __future__ import annotations
