@@ -138,8 +138,8 @@ class DiskFile(Digest):
     Its host path is `root` and `name` joined when it is asked for: a
     layer's files share their root, and each name is the file's path in
     the image, held anyway. A walk keeps one of these for every file of a
-    layer until they are hashed, and a host path for each would cost about
-    170 bytes a file more.
+    layer until they are hashed, and a host path for each cost about 160
+    bytes a file more.
     """
 
     __slots__ = ("head", "head_size", "name", "root", "size")

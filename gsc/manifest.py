@@ -222,8 +222,6 @@ def _toml_pieces(manifest: Manifest) -> list[str]:
         if written is not None:
             stand_ins[key], stand_in_text, pieces = written
             replacements.append((stand_in_text, pieces))
-        elif isinstance(entries, HashedFiles):
-            stand_ins[key] = list(entries)  # for tomli-w, which writes lists
     text = tomli_w.dumps({**manifest, "sgx": {**sgx, **stand_ins}})
     located = sorted(
         (text.index(stand_in_text), stand_in_text, pieces)
