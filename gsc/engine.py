@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-import signal
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from gsc.errors import EngineError, ImageError
+from gsc.interrupts import signals_held
 
 _LAYER_LINE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 _CONTAINER_LINE = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
@@ -122,7 +121,7 @@ class Engine:
         try:
             # Ctrl-C waits for the engine's answer, so that the ID is known
             # and the container removed below.
-            with _signals_held():
+            with signals_held():
                 container_id = self._create_container(image_id)
             yield container_id
         finally:
@@ -168,7 +167,7 @@ class Engine:
 
     def _remove_container(self, container_id: str) -> None:
         with (
-            _signals_held(),
+            signals_held(),
             suppress(docker.errors.APIError, requests.exceptions.RequestException),
         ):
             self._api.remove_container(container_id, force=True)
@@ -301,7 +300,7 @@ class Engine:
     def remove_image(self, image_id: str) -> bool:
         """Remove an image if nothing uses it; say whether it went."""
         try:
-            with _signals_held():
+            with signals_held():
                 self._api.remove_image(image_id, noprune=True)
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return False
@@ -313,21 +312,6 @@ class Engine:
         except (docker.errors.APIError, requests.exceptions.RequestException):
             return []
         return tags
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back while cleaning up, so that a signal cannot
-    cut a removal short; they arrive as soon as it is done."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _BuildLog:

@@ -9,7 +9,6 @@ import json
 import posixpath
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from gsc.generate import (
 )
 from gsc.gramine import GramineRuntime, read_runtime
 from gsc.image import FileSystem, ImageConfig, image_config, read_filesystem
+from gsc.interrupts import scratch_directory
 from gsc.layercache import LayerCache
 from gsc.layerdirs import layer_directories
 from gsc.layers import read_image
@@ -101,7 +101,7 @@ def run(options: BuildOptions, config: Config, ui: Ui) -> int:
         engine, _with_gramine_image(engine, app, config, options, ui), options, ui
     )
     plan = _plan(engine, app, app_attrs, runtime, user_manifest, options, ui)
-    with tempfile.TemporaryDirectory(prefix="gsc-build-") as scratch:
+    with scratch_directory("gsc-build-") as scratch:
         context = Path(scratch)
         _write_context(context, plan, options)
         if options.file_only is not None:

@@ -23,6 +23,7 @@ from gsc.engine import Engine, connect
 from gsc.errors import EngineError, ImageError
 from gsc.gramine import DEFAULT_PREFIX
 from gsc.gramine_source import UNKNOWN_COMMIT, GramineSource, locate, stage
+from gsc.interrupts import scratch_directory
 from gsc.ui import Ui
 
 SOURCE_DIR = "/gramine/source"
@@ -82,7 +83,7 @@ def build_image(
     engine: Engine, options: BuildGramineOptions, recipe: Recipe, ui: Ui
 ) -> str:
     """Compile Gramine into an image tagged `options.image`; return that name."""
-    with tempfile.TemporaryDirectory(prefix="gsc-build-gramine-") as scratch:
+    with scratch_directory("gsc-build-gramine-") as scratch:
         context = Path(scratch) / "context"
         context.mkdir()
         write_context(context, recipe)

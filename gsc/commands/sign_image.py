@@ -6,7 +6,6 @@ import datetime
 import getpass
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from gsc.dockerfile import LabelInstruction, label_instruction
 from gsc.enclave import LABEL, STANDIN_WARNING, Enclave, read_enclave
 from gsc.engine import Engine, connect
 from gsc.errors import GscError, ImageError, KeyFileError, SignatureError
+from gsc.interrupts import scratch_directory
 from gsc.naming import signed_name, unsigned_name
 from gsc.sgx.keys import key_is_encrypted, load_private_key, load_public_key
 from gsc.sgx.sign import attach_signature, sign_sigstruct
@@ -207,7 +207,7 @@ def _finish_image(
     name = signed_name(image)
     labels = _signature_labels(sigstruct)
     ui.step(f"Building {name}")
-    with tempfile.TemporaryDirectory(prefix="gsc-sign-") as scratch:
+    with scratch_directory("gsc-sign-") as scratch:
         context = Path(scratch)
         _write_public_file(context / "entrypoint.manifest.sgx", enclave.manifest_sgx)
         _write_public_file(context / "entrypoint.sig", sigstruct.to_bytes())
