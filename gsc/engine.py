@@ -131,7 +131,7 @@ class Engine:
     def _create_container(self, image_id: str) -> str:
         # The label finds the container again if an interruption still
         # arrives after the engine made it but before its ID came back:
-        # holding signals does not stop one that another thread takes.
+        # signals are held only when this runs on the main thread.
         token = uuid.uuid4().hex
         try:
             created = self._api.create_container(

@@ -15,21 +15,40 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back for the block; they arrive after it."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    """Hold Ctrl-C and SIGTERM back for the block; they arrive after it.
+
+    Their handlers are swapped for ones that only take note, rather than the
+    signals masked: a mask holds a signal back from one thread, and the
+    kernel hands a signal sent to the process to any other thread that does
+    not mask it. Python runs the handlers in the main thread whichever
+    thread took the signal.
+    """
     if threading.current_thread() is not threading.main_thread():
-        # Signals are handled by the main thread only.
+        # Only the main thread can swap handlers, and only it runs them.
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived: list[int] = []
+
+    def take_note(signum: int, frame: FrameType | None) -> None:
+        arrived.append(signum)
+
+    previous = {s: signal.signal(s, take_note) for s in _HELD}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if arrived:
+            # Handled now, by the handler the signal would have met.
+            signal.raise_signal(arrived[0])
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
