@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
 
 @contextmanager
 def signals_held() -> Iterator[None]:
@@ -46,9 +48,6 @@ def signals_held() -> Iterator[None]:
         if arrived:
             # Handled now, by the handler the signal would have met.
             signal.raise_signal(arrived[0])
-
-
-_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
